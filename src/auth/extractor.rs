@@ -1,0 +1,61 @@
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+
+use super::{AuthError, Caller, CallerVerifier};
+use crate::correlation::correlation_id_of;
+use crate::error::ApiError;
+
+/// Authenticates the caller before the handler runs; the handler then asks for a permission.
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let correlation_id = correlation_id_of(request);
+        let verifier = request.app_data::<web::Data<CallerVerifier>>().cloned();
+        let token = bearer_token(request);
+        Box::pin(async move {
+            let verifier = verifier
+                .ok_or_else(|| ApiError::new(AuthError::KeysUnavailable, correlation_id))?;
+            let caller = match token {
+                Ok(token) => verifier.verify(&token).await,
+                Err(e) => Err(e),
+            }
+            .map_err(|e| {
+                tracing::info!(reason = %e, "caller rejected");
+                ApiError::new(e, correlation_id)
+            })?;
+            tracing::Span::current().record("caller", tracing::field::display(&caller));
+            Ok(caller)
+        })
+    }
+}
+
+/// Exactly one `Authorization: Bearer <token>` header; the scheme is case-insensitive (RFC 7235).
+fn bearer_token(request: &HttpRequest) -> Result<String, AuthError> {
+    let mut values = request.headers().get_all(AUTHORIZATION);
+    let Some(value) = values.next() else {
+        return Err(AuthError::MissingToken);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::InvalidToken(
+            "more than one Authorization header",
+        ));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::InvalidToken("malformed Authorization header"))?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::InvalidToken(
+            "Authorization scheme must be Bearer",
+        ));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::InvalidToken("empty bearer token"));
+    }
+    Ok(token.to_owned())
+}

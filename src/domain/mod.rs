@@ -1,0 +1,15 @@
+//! Validated types: once a value is one of these, it cannot be wrong.
+
+mod customer_id;
+mod field_error;
+mod ids;
+mod qualification;
+mod qualification_request;
+mod qualification_status;
+
+pub use customer_id::CustomerId;
+pub use field_error::{FieldError, FieldErrors};
+pub use ids::{CorrelationId, RequestId};
+pub use qualification::{EducationSegment, Qualification, SettableQualification, VettingStatus};
+pub use qualification_request::{QualificationRequest, QualificationRequestBody, ValidationCode};
+pub use qualification_status::{PartnerValidationCode, QualificationStatus};

@@ -1,0 +1,388 @@
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::{EducationSegment, FieldError, FieldErrors, SettableQualification};
+
+/// What a caller may ask for, one variant per qualification, so an Education request
+/// without a segment or a GCC request without a code cannot exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QualificationRequest {
+    Education {
+        segment: EducationSegment,
+        website: Option<String>,
+    },
+    GovernmentCommunityCloud {
+        validation_code: ValidationCode,
+    },
+    StateOwnedEntity,
+}
+
+/// A GCC validation code as listed by `GET /v1/validation-codes`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ValidationCode(String);
+
+impl ValidationCode {
+    const MAX_LEN: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let valid = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new(
+                "validationCode",
+                "must be 1 to 64 letters, digits, '-', '_' or '.' (a validation ID from GET /v1/validation-codes)",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ValidationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ValidationCode").field(&self.0).finish()
+    }
+}
+
+/// The request body as documented in the OpenAPI spec. Parsing goes through
+/// [`QualificationRequest::from_json`], which names every faulty field at once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(examples(
+    json!({"qualification": "Education", "educationSegment": "K12", "website": "contoso.edu"}),
+    json!({"qualification": "GovernmentCommunityCloud", "validationCode": "123456"}),
+    json!({"qualification": "StateOwnedEntity"})
+))]
+pub struct QualificationRequestBody {
+    /// `None` and `Nonprofit` exist in Partner Center but can never be set through its API.
+    pub qualification: SettableQualification,
+    /// Required for `Education`, refused otherwise.
+    pub education_segment: Option<EducationSegment>,
+    /// The institution's website; optional for `Education` but speeds up vetting. Refused otherwise.
+    #[schema(example = "contoso.edu", min_length = 1, max_length = 253)]
+    pub website: Option<String>,
+    /// Required for `GovernmentCommunityCloud`, refused otherwise.
+    #[schema(
+        example = "123456",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._-]+$"
+    )]
+    pub validation_code: Option<String>,
+}
+
+const QUALIFICATION: &str = "qualification";
+const EDUCATION_SEGMENT: &str = "educationSegment";
+const WEBSITE: &str = "website";
+const VALIDATION_CODE: &str = "validationCode";
+const FIELDS: [&str; 4] = [QUALIFICATION, EDUCATION_SEGMENT, WEBSITE, VALIDATION_CODE];
+const MAX_WEBSITE_LEN: usize = 253;
+
+impl QualificationRequest {
+    pub fn qualification(&self) -> SettableQualification {
+        match self {
+            Self::Education { .. } => SettableQualification::Education,
+            Self::GovernmentCommunityCloud { .. } => {
+                SettableQualification::GovernmentCommunityCloud
+            }
+            Self::StateOwnedEntity => SettableQualification::StateOwnedEntity,
+        }
+    }
+
+    /// Parses a caller's JSON body, collecting every problem instead of stopping at the first.
+    pub fn from_json(body: &[u8]) -> Result<Self, FieldErrors> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(FieldError::new(
+                "body",
+                "is required: a JSON object such as {\"qualification\": \"StateOwnedEntity\"}",
+            )
+            .into());
+        }
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| FieldError::new("body", format!("is not valid JSON ({e})")))?;
+        let Value::Object(object) = value else {
+            return Err(FieldError::new("body", "must be a JSON object").into());
+        };
+
+        let mut errors = FieldErrors::default();
+        let mut fields: HashMap<&'static str, String> = HashMap::new();
+        for (key, value) in object {
+            let Some(known) = FIELDS.iter().copied().find(|f| *f == key) else {
+                errors.push(unknown_field(&key));
+                continue;
+            };
+            match value {
+                Value::String(s) => {
+                    fields.insert(known, s);
+                }
+                Value::Null => {}
+                _ => errors.push(FieldError::new(known, "must be a string")),
+            }
+        }
+
+        let request = Self::from_fields(&mut fields, &mut errors);
+        errors.into_result()?;
+        // from_fields only returns None after pushing an error.
+        request.ok_or_else(FieldErrors::default)
+    }
+
+    fn from_fields(
+        fields: &mut HashMap<&'static str, String>,
+        errors: &mut FieldErrors,
+    ) -> Option<Self> {
+        let qualification = match fields.remove(QUALIFICATION) {
+            None => {
+                errors.push(FieldError::new(
+                    QUALIFICATION,
+                    format!("is required: one of {}", settable_list()),
+                ));
+                return None;
+            }
+            Some(raw) => match parse_settable(&raw) {
+                Ok(q) => q,
+                Err(e) => {
+                    errors.push(e);
+                    return None;
+                }
+            },
+        };
+
+        let mut refuse_unless = |field: &'static str, allowed: SettableQualification| {
+            if qualification != allowed && fields.contains_key(field) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("is only accepted when qualification is {allowed}"),
+                ));
+            }
+        };
+        refuse_unless(EDUCATION_SEGMENT, SettableQualification::Education);
+        refuse_unless(WEBSITE, SettableQualification::Education);
+        refuse_unless(
+            VALIDATION_CODE,
+            SettableQualification::GovernmentCommunityCloud,
+        );
+
+        match qualification {
+            SettableQualification::Education => {
+                let segment = match fields.get(EDUCATION_SEGMENT).map(String::as_str) {
+                    None => Err(FieldError::new(
+                        EDUCATION_SEGMENT,
+                        "is required when qualification is Education: HigherEducation or K12",
+                    )),
+                    Some(raw) => EducationSegment::ALL
+                        .into_iter()
+                        .find(|s| s.as_str() == raw)
+                        .ok_or_else(|| {
+                            FieldError::new(EDUCATION_SEGMENT, "must be HigherEducation or K12")
+                        }),
+                };
+                let website = fields.remove(WEBSITE).map(parse_website).transpose();
+                match (segment, website) {
+                    (Ok(segment), Ok(website)) => Some(Self::Education { segment, website }),
+                    (segment, website) => {
+                        errors.extend_from(segment.err());
+                        errors.extend_from(website.err());
+                        None
+                    }
+                }
+            }
+            SettableQualification::GovernmentCommunityCloud => {
+                match fields
+                    .get(VALIDATION_CODE)
+                    .map(|c| ValidationCode::parse(c))
+                {
+                    None => {
+                        errors.push(FieldError::new(
+                            VALIDATION_CODE,
+                            "is required when qualification is GovernmentCommunityCloud: pick one from GET /v1/validation-codes",
+                        ));
+                        None
+                    }
+                    Some(Err(e)) => {
+                        errors.push(e);
+                        None
+                    }
+                    Some(Ok(validation_code)) => {
+                        Some(Self::GovernmentCommunityCloud { validation_code })
+                    }
+                }
+            }
+            SettableQualification::StateOwnedEntity => Some(Self::StateOwnedEntity),
+        }
+    }
+}
+
+impl FieldErrors {
+    fn extend_from(&mut self, error: Option<FieldError>) {
+        if let Some(error) = error {
+            self.push(error);
+        }
+    }
+}
+
+fn settable_list() -> String {
+    SettableQualification::ALL
+        .iter()
+        .map(|q| q.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_settable(raw: &str) -> Result<SettableQualification, FieldError> {
+    if let Some(q) = SettableQualification::ALL
+        .into_iter()
+        .find(|q| q.as_str() == raw)
+    {
+        return Ok(q);
+    }
+    let message = if raw.eq_ignore_ascii_case("None") || raw.eq_ignore_ascii_case("Nonprofit") {
+        format!(
+            "{raw} cannot be set through Partner Center's API; settable values are {}",
+            settable_list()
+        )
+    } else {
+        format!("must be one of {}", settable_list())
+    };
+    Err(FieldError::new(QUALIFICATION, message))
+}
+
+fn parse_website(raw: String) -> Result<String, FieldError> {
+    let trimmed = raw.trim();
+    let valid = !trimmed.is_empty()
+        && trimmed.len() <= MAX_WEBSITE_LEN
+        && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(FieldError::new(
+            WEBSITE,
+            format!(
+                "must be a host name or URL of 1 to {MAX_WEBSITE_LEN} characters without spaces"
+            ),
+        ))
+    }
+}
+
+fn unknown_field(key: &str) -> FieldError {
+    let hint = FIELDS
+        .iter()
+        .find(|f| f.eq_ignore_ascii_case(key))
+        .map(|f| format!(" (did you mean {f}?)"))
+        .unwrap_or_default();
+    FieldError::new(
+        key,
+        format!(
+            "is not a known field{hint}; known fields are {}",
+            FIELDS.join(", ")
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<QualificationRequest, FieldErrors> {
+        QualificationRequest::from_json(json.as_bytes())
+    }
+
+    fn fields(json: &str) -> Vec<String> {
+        parse(json)
+            .unwrap_err()
+            .as_slice()
+            .iter()
+            .map(|e| e.field.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_three_documented_bodies_parse() {
+        assert_eq!(
+            parse(r#"{"qualification":"Education","educationSegment":"K12","website":" contoso.edu "}"#).unwrap(),
+            QualificationRequest::Education {
+                segment: EducationSegment::K12,
+                website: Some("contoso.edu".into())
+            }
+        );
+        assert_eq!(
+            parse(r#"{"qualification":"GovernmentCommunityCloud","validationCode":"123456"}"#)
+                .unwrap()
+                .qualification(),
+            SettableQualification::GovernmentCommunityCloud
+        );
+        assert_eq!(
+            parse(r#"{"qualification":"StateOwnedEntity","website":null}"#).unwrap(),
+            QualificationRequest::StateOwnedEntity
+        );
+    }
+
+    #[test]
+    fn none_and_nonprofit_get_a_message_saying_they_cannot_be_set() {
+        for q in ["None", "Nonprofit"] {
+            let err = parse(&format!(r#"{{"qualification":"{q}"}}"#)).unwrap_err();
+            assert_eq!(err.as_slice()[0].field, "qualification");
+            assert!(err.as_slice()[0].message.contains("cannot be set"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_fault_is_named() {
+        assert_eq!(fields(""), ["body"]);
+        assert_eq!(fields("[1]"), ["body"]);
+        assert_eq!(fields("{"), ["body"]);
+        assert_eq!(fields("{}"), ["qualification"]);
+        assert_eq!(fields(r#"{"qualification":1}"#), ["qualification"]);
+        assert_eq!(
+            fields(r#"{"qualification":"Education"}"#),
+            ["educationSegment"]
+        );
+        assert_eq!(
+            fields(r#"{"qualification":"Education","educationSegment":"Primary"}"#),
+            ["educationSegment"]
+        );
+        assert_eq!(
+            fields(r#"{"qualification":"GovernmentCommunityCloud"}"#),
+            ["validationCode"]
+        );
+        assert_eq!(
+            fields(r#"{"qualification":"GovernmentCommunityCloud","validationCode":"12 34"}"#),
+            ["validationCode"]
+        );
+        assert_eq!(
+            fields(r#"{"qualification":"StateOwnedEntity","validationCode":"1"}"#),
+            ["validationCode"]
+        );
+        assert_eq!(
+            fields(r#"{"qualification":"StateOwnedEntity","extra":"1"}"#),
+            ["extra"]
+        );
+    }
+
+    #[test]
+    fn several_faults_are_reported_together() {
+        let mut got = fields(r#"{"qualification":"Education","validationCode":"1","website":""}"#);
+        got.sort();
+        assert_eq!(got, ["educationSegment", "validationCode", "website"]);
+    }
+
+    #[test]
+    fn a_miscased_field_gets_a_hint() {
+        let err = parse(r#"{"Qualification":"Education"}"#).unwrap_err();
+        assert!(
+            err.as_slice()[0]
+                .message
+                .contains("did you mean qualification?")
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! The one place where anything that goes wrong becomes an HTTP answer: RFC 9457 problem+json.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::AuthError;
+use crate::domain::{CorrelationId, FieldError, FieldErrors, RequestId};
+use crate::partner_center::UpstreamError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+const TYPE_PREFIX: &str = "urn:partner-gateway:problem:";
+const REALM: &str = "partner-gateway";
+
+/// Everything a caller can be refused for, grouped by boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiErrorKind {
+    #[error(transparent)]
+    Validation(#[from] FieldErrors),
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("request body must be application/json")]
+    UnsupportedMediaType,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("no such resource")]
+    NotFound,
+}
+
+/// An error with what a caller needs to report it: the correlation ID and, when Partner
+/// Center was called, the request ID it was called with.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}")]
+pub struct ApiError {
+    kind: ApiErrorKind,
+    correlation_id: CorrelationId,
+    request_id: Option<RequestId>,
+}
+
+impl ApiError {
+    pub fn new(kind: impl Into<ApiErrorKind>, correlation_id: CorrelationId) -> Self {
+        Self {
+            kind: kind.into(),
+            correlation_id,
+            request_id: None,
+        }
+    }
+
+    pub fn upstream(
+        error: UpstreamError,
+        correlation_id: CorrelationId,
+        request_id: RequestId,
+    ) -> Self {
+        Self {
+            kind: error.into(),
+            correlation_id,
+            request_id: Some(request_id),
+        }
+    }
+
+    pub fn kind(&self) -> &ApiErrorKind {
+        &self.kind
+    }
+}
+
+/// Attaches the request's correlation ID to any error that can become an [`ApiError`].
+pub trait WithCorrelation<T> {
+    fn with_correlation(self, correlation_id: CorrelationId) -> Result<T, ApiError>;
+}
+
+impl<T, E: Into<ApiErrorKind>> WithCorrelation<T> for Result<T, E> {
+    fn with_correlation(self, correlation_id: CorrelationId) -> Result<T, ApiError> {
+        self.map_err(|e| ApiError::new(e, correlation_id))
+    }
+}
+
+/// RFC 9457 problem details, extended with what a caller of this gateway needs.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "type": "urn:partner-gateway:problem:invalid-request",
+    "title": "The request is invalid",
+    "status": 400,
+    "detail": "educationSegment: is required when qualification is Education: HigherEducation or K12",
+    "field": "educationSegment",
+    "errors": [{"field": "educationSegment", "message": "is required when qualification is Education: HigherEducation or K12"}],
+    "correlationId": "7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745"
+}))]
+pub struct Problem {
+    /// Stable identifier of the kind of problem; branch on this, not on `title` or `detail`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The first field at fault, when the problem is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every field at fault, for validation problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+    #[schema(value_type = String, format = Uuid)]
+    pub correlation_id: String,
+    /// The `MS-RequestId` sent to Partner Center, when it was called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub request_id: Option<String>,
+    /// Partner Center's own error code, when it refused the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_code: Option<String>,
+    /// Partner Center's own description, when it refused the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_description: Option<String>,
+}
+
+struct Mapping {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+}
+
+impl ApiError {
+    fn mapping(&self) -> Mapping {
+        use ApiErrorKind as K;
+        use UpstreamError as U;
+        let m = |status, slug, title, detail: String| Mapping {
+            status,
+            slug,
+            title,
+            detail,
+        };
+        match &self.kind {
+            K::Validation(errors) => m(
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "The request is invalid",
+                errors.to_string(),
+            ),
+            K::PayloadTooLarge { limit } => m(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "The request body is too large",
+                format!("The request body must not exceed {limit} bytes."),
+            ),
+            K::UnsupportedMediaType => m(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The request body must be JSON",
+                "Send the body with Content-Type: application/json.".into(),
+            ),
+            K::Auth(AuthError::MissingToken) => m(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+                "Send an access token as Authorization: Bearer <token>.".into(),
+            ),
+            K::Auth(AuthError::InvalidToken(reason)) => m(
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                "The access token was rejected",
+                format!("The access token was rejected: {reason}."),
+            ),
+            K::Auth(AuthError::InsufficientScope { needed }) => m(
+                StatusCode::FORBIDDEN,
+                "insufficient-scope",
+                "The caller may not do this",
+                format!(
+                    "This operation needs one of these roles or scopes: {}.",
+                    needed.join(", ")
+                ),
+            ),
+            K::Auth(AuthError::KeysUnavailable) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "caller-keys-unavailable",
+                "Callers cannot be authenticated right now",
+                "The gateway does not hold its identity provider's signing keys yet; try again shortly.".into(),
+            ),
+            K::Upstream(U::Rejected { status, .. }) if status.as_u16() == 401 => m(
+                StatusCode::BAD_GATEWAY,
+                "partner-credentials-rejected",
+                "Partner Center refused the gateway's credentials",
+                "Partner Center answered 401 to the gateway's own token; this is not about the caller's token.".into(),
+            ),
+            K::Upstream(U::Rejected {
+                status,
+                description,
+                ..
+            }) => m(
+                StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+                "upstream-rejected",
+                "Partner Center refused the request",
+                description
+                    .clone()
+                    .unwrap_or_else(|| format!("Partner Center answered {status}.")),
+            ),
+            K::Upstream(U::Throttled { retry_after_secs }) => m(
+                StatusCode::TOO_MANY_REQUESTS,
+                "upstream-throttled",
+                "Partner Center is throttling requests",
+                match retry_after_secs {
+                    Some(secs) => format!("Partner Center asks to wait {secs} seconds before trying again."),
+                    None => "Partner Center asks to slow down; try again later.".into(),
+                },
+            ),
+            K::Upstream(U::ServerError { status }) => m(
+                StatusCode::BAD_GATEWAY,
+                "upstream-error",
+                "Partner Center failed",
+                format!("Partner Center answered {status}."),
+            ),
+            K::Upstream(U::InvalidResponse { .. }) => m(
+                StatusCode::BAD_GATEWAY,
+                "upstream-invalid-response",
+                "Partner Center sent an answer the gateway cannot read",
+                "Partner Center's answer was not the JSON the gateway expects.".into(),
+            ),
+            K::Upstream(U::Unreachable { .. }) => m(
+                StatusCode::BAD_GATEWAY,
+                "upstream-unreachable",
+                "Partner Center could not be reached",
+                "The gateway could not connect to Partner Center.".into(),
+            ),
+            K::Upstream(U::Timeout) => m(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream-timeout",
+                "Partner Center did not answer in time",
+                "Partner Center did not answer within the gateway's timeout.".into(),
+            ),
+            K::Upstream(U::Token(_)) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "partner-token-unavailable",
+                "The gateway cannot sign in to Partner Center",
+                "The gateway could not obtain a Partner Center access token; operators have been told why in the logs.".into(),
+            ),
+            K::NotFound => m(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "No such resource",
+                "No resource is served at this path with this method.".into(),
+            ),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let mapping = self.mapping();
+        let (errors, upstream_code, upstream_description) = match &self.kind {
+            ApiErrorKind::Validation(errors) => (Some(errors.as_slice().to_vec()), None, None),
+            ApiErrorKind::Upstream(UpstreamError::Rejected {
+                code, description, ..
+            }) => (None, code.clone(), description.clone()),
+            _ => (None, None, None),
+        };
+        Problem {
+            problem_type: format!("{TYPE_PREFIX}{}", mapping.slug),
+            title: mapping.title.to_owned(),
+            status: mapping.status.as_u16(),
+            detail: mapping.detail,
+            field: errors
+                .as_ref()
+                .and_then(|e| e.first())
+                .map(|e| e.field.clone()),
+            errors,
+            correlation_id: self.correlation_id.to_string(),
+            request_id: self.request_id.map(|r| r.to_string()),
+            upstream_code,
+            upstream_description,
+        }
+    }
+
+    fn www_authenticate(&self) -> Option<String> {
+        match &self.kind {
+            ApiErrorKind::Auth(AuthError::MissingToken) => {
+                Some(format!("Bearer realm=\"{REALM}\""))
+            }
+            ApiErrorKind::Auth(AuthError::InvalidToken(reason)) => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{reason}\""
+            )),
+            ApiErrorKind::Auth(AuthError::InsufficientScope { needed }) => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
+                needed.join(" ")
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.mapping().status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let problem = self.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = HttpResponse::build(status);
+        response.content_type(PROBLEM_JSON);
+        if let Some(challenge) = self.www_authenticate() {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
+        }
+        if let ApiErrorKind::Upstream(UpstreamError::Throttled {
+            retry_after_secs: Some(secs),
+        }) = &self.kind
+        {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(*secs)));
+        }
+        response.json(problem)
+    }
+}

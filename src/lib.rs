@@ -1,0 +1,10 @@
+pub mod auth;
+pub mod configuration;
+pub mod correlation;
+pub mod domain;
+pub mod error;
+pub mod partner_center;
+pub mod routes;
+pub mod sandbox;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,47 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use partner_gateway::configuration::Settings;
+use partner_gateway::startup::Application;
+use partner_gateway::telemetry::{get_subscriber, init_subscriber};
+
+/// An internal gateway in front of Microsoft Partner Center's customer qualification API.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// A TOML settings file, layered over the defaults and under PARTNER_GATEWAY__* variables.
+    #[arg(long, env = "PARTNER_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the OpenAPI document (what openapi/openapi.json must hold) and exit.
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        println!(
+            "{}",
+            partner_gateway::routes::openapi_document().to_pretty_json()?
+        );
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    init_subscriber(get_subscriber(
+        &settings.telemetry.log_level,
+        settings.telemetry.log_format,
+        std::io::stdout,
+    ));
+    let application = Application::build(settings).await?;
+    if let Some(banner) = application.sandbox_banner() {
+        eprintln!("{banner}");
+    }
+    application.run_until_stopped().await?;
+    Ok(())
+}

@@ -1,0 +1,313 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use super::wire::{WireError, WireQualification, WireQualificationList, WireValidationCodeList};
+use super::{TokenProvider, UpstreamError};
+use crate::configuration::{PartnerCenterSettings, UpstreamContract};
+use crate::domain::{
+    CorrelationId, CustomerId, PartnerValidationCode, QualificationRequest, QualificationStatus,
+    RequestId,
+};
+
+const MS_CORRELATION_ID: HeaderName = HeaderName::from_static("ms-correlationid");
+const MS_REQUEST_ID: HeaderName = HeaderName::from_static("ms-requestid");
+const MS_CONTRACT_VERSION: HeaderName = HeaderName::from_static("ms-contract-version");
+const X_LOCALE: HeaderName = HeaderName::from_static("x-locale");
+
+/// The IDs of one logical Partner Center call. Retries of that call reuse them.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamCall {
+    pub correlation_id: CorrelationId,
+    pub request_id: RequestId,
+}
+
+impl UpstreamCall {
+    pub fn new(correlation_id: CorrelationId) -> Self {
+        Self {
+            correlation_id,
+            request_id: RequestId::new(),
+        }
+    }
+}
+
+pub struct PartnerCenterClient {
+    http: reqwest::Client,
+    base_url: String,
+    contract: UpstreamContract,
+    locale: HeaderValue,
+    tokens: Arc<TokenProvider>,
+}
+
+/// The current contract's body: everything in JSON. The legacy contract moves the code to `?code=`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateQualificationBody<'a> {
+    qualification: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    education_segment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    website: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation_code: Option<&'a str>,
+}
+
+impl PartnerCenterClient {
+    pub fn new(
+        http: reqwest::Client,
+        settings: &PartnerCenterSettings,
+        tokens: Arc<TokenProvider>,
+    ) -> Self {
+        Self {
+            http,
+            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            contract: settings.contract,
+            locale: HeaderValue::from_str(&settings.locale)
+                .unwrap_or_else(|_| HeaderValue::from_static("en-US")),
+            tokens,
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenProvider {
+        &self.tokens
+    }
+
+    pub async fn create_qualification(
+        &self,
+        customer: CustomerId,
+        request: &QualificationRequest,
+        call: UpstreamCall,
+    ) -> Result<QualificationStatus, UpstreamError> {
+        let (segment, website, code) = match request {
+            QualificationRequest::Education { segment, website } => {
+                (Some(segment.as_str()), website.as_deref(), None)
+            }
+            QualificationRequest::GovernmentCommunityCloud { validation_code } => {
+                (None, None, Some(validation_code.as_str()))
+            }
+            QualificationRequest::StateOwnedEntity => (None, None, None),
+        };
+        let (body_code, query_code) = match self.contract {
+            UpstreamContract::Current => (code, None),
+            UpstreamContract::Legacy => (None, code),
+        };
+        let body = CreateQualificationBody {
+            qualification: request.qualification().as_str(),
+            education_segment: segment,
+            website,
+            validation_code: body_code,
+        };
+        let path = format!("/v1/customers/{customer}/qualifications");
+        let answer: Option<WireQualification> = self
+            .send(
+                Method::POST,
+                &path,
+                query_code.map(|c| ("code", c)),
+                Some(&body),
+                call,
+            )
+            .await?;
+        let fallback = Some(request.qualification().into());
+        Ok(answer
+            .and_then(|a| a.into_domain(fallback.clone()))
+            .unwrap_or(QualificationStatus {
+                qualification: request.qualification().into(),
+                vetting_status: None,
+                vetting_reason: None,
+                vetting_create_date: None,
+            }))
+    }
+
+    pub async fn list_qualifications(
+        &self,
+        customer: CustomerId,
+        call: UpstreamCall,
+    ) -> Result<Vec<QualificationStatus>, UpstreamError> {
+        let path = format!("/v1/customers/{customer}/qualifications");
+        let answer: Option<WireQualificationList> = self
+            .send::<(), _>(Method::GET, &path, None, None, call)
+            .await?;
+        Ok(answer
+            .map(WireQualificationList::into_domain)
+            .unwrap_or_default())
+    }
+
+    pub async fn list_validation_codes(
+        &self,
+        call: UpstreamCall,
+    ) -> Result<Vec<PartnerValidationCode>, UpstreamError> {
+        let answer: Option<WireValidationCodeList> = self
+            .send::<(), _>(
+                Method::GET,
+                "/v1/customers/all/validations",
+                None,
+                None,
+                call,
+            )
+            .await?;
+        Ok(answer
+            .map(WireValidationCodeList::into_domain)
+            .unwrap_or_default())
+    }
+
+    /// One logical call: token, headers, send, and the answer sorted into success or error.
+    /// `Ok(None)` is a success without a body.
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<(&str, &str)>,
+        body: Option<&B>,
+        call: UpstreamCall,
+    ) -> Result<Option<T>, UpstreamError> {
+        let span = tracing::info_span!(
+            "partner_center",
+            http.method = %method,
+            path,
+            ms_request_id = %call.request_id,
+            ms_correlation_id = %call.correlation_id,
+            status = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+        );
+        async move {
+            let token = self.tokens.get().await.map_err(UpstreamError::Token)?;
+            let mut request = self
+                .http
+                .request(method, format!("{}{path}", self.base_url))
+                .headers(self.headers(call, token.expose())?);
+            if let Some(query) = query {
+                request = request.query(&[query]);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let started = Instant::now();
+            let result = request.send().await;
+            let span = tracing::Span::current();
+            span.record("elapsed_ms", started.elapsed().as_millis() as u64);
+            let response = result.inspect_err(
+                |e| tracing::warn!(error = %e.without_url_ref(), "Partner Center call failed"),
+            )?;
+            let status = response.status();
+            span.record("status", status.as_u16());
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            let bytes = response.bytes().await?;
+            tracing::info!("Partner Center answered {status}");
+            interpret(status, retry_after, &bytes)
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn headers(&self, call: UpstreamCall, token: &str) -> Result<HeaderMap, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            UpstreamError::Token(Arc::new(super::TokenError::InvalidResponse { status: 200 }))
+        })?;
+        bearer.set_sensitive(true);
+        headers.insert(AUTHORIZATION, bearer);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(MS_CONTRACT_VERSION, HeaderValue::from_static("v1"));
+        headers.insert(
+            MS_CORRELATION_ID,
+            guid_header(call.correlation_id.as_uuid()),
+        );
+        headers.insert(MS_REQUEST_ID, guid_header(call.request_id.as_uuid()));
+        headers.insert(X_LOCALE, self.locale.clone());
+        Ok(headers)
+    }
+}
+
+fn guid_header(uuid: uuid::Uuid) -> HeaderValue {
+    let mut buffer = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(uuid.hyphenated().encode_lower(&mut buffer))
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-0000-0000-000000000000"))
+}
+
+fn interpret<T: DeserializeOwned>(
+    status: StatusCode,
+    retry_after: Option<u64>,
+    body: &[u8],
+) -> Result<Option<T>, UpstreamError> {
+    if status.is_success() {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        return serde_json::from_slice(body).map(Some).map_err(|e| {
+            UpstreamError::InvalidResponse {
+                reason: format!("{status} with a body that does not fit: {e}"),
+            }
+        });
+    }
+    let error = WireError::parse(body);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(UpstreamError::Throttled {
+            retry_after_secs: retry_after.or_else(|| error.retry_after_secs()),
+        });
+    }
+    if status.is_client_error() {
+        return Err(UpstreamError::Rejected {
+            status,
+            code: error.code(),
+            description: error.description(),
+        });
+    }
+    if status.is_server_error() {
+        return Err(UpstreamError::ServerError { status });
+    }
+    Err(UpstreamError::InvalidResponse {
+        reason: format!("unexpected status {status}"),
+    })
+}
+
+/// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
+fn parse_retry_after(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    let wait = when
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(wait.as_secs_f64().ceil() as u64)
+}
+
+trait WithoutUrlRef {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrlRef for reqwest::Error {
+    /// The error text without the URL, which would carry the legacy `?code=`.
+    fn without_url_ref(&self) -> String {
+        let mut text = self.to_string();
+        if let Some(url) = self.url() {
+            text = text.replace(url.as_str(), "<partner-center>");
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after("57"), Some(57));
+        let soon = std::time::SystemTime::now() + std::time::Duration::from_secs(120);
+        let wait = parse_retry_after(&httpdate::fmt_http_date(soon)).unwrap();
+        assert!((118..=121).contains(&wait), "{wait}");
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

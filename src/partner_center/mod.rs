@@ -1,0 +1,10 @@
+//! Partner Center: the App+User token and the calls the gateway fronts.
+
+mod client;
+mod error;
+mod token;
+mod wire;
+
+pub use client::{PartnerCenterClient, UpstreamCall};
+pub use error::UpstreamError;
+pub use token::{AccessToken, TokenError, TokenProvider};

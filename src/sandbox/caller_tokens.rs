@@ -1,0 +1,95 @@
+//! An identity provider for callers, so the API can be tried with no tenant at hand.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::state::SandboxState;
+use crate::domain::{CorrelationId, FieldError, FieldErrors};
+use crate::error::{ApiError, Problem};
+
+const MAX_ROLES: usize = 16;
+const MAX_TEXT: usize = 128;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallerTokenRequest {
+    /// Defaults to `["Qualifications.ReadWrite"]`.
+    #[schema(example = json!(["Qualifications.ReadWrite"]))]
+    roles: Option<Vec<String>>,
+    /// Defaults to `sandbox-user`.
+    #[schema(example = "alice@contoso.example")]
+    subject: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerTokenResponse {
+    access_token: String,
+    #[schema(example = "Bearer")]
+    token_type: &'static str,
+    #[schema(example = 3600)]
+    expires_in: u64,
+}
+
+/// Get a caller token signed by the sandbox's issuer (sandbox mode only).
+#[utoipa::path(
+    post,
+    path = "/sandbox/caller-token",
+    tag = "sandbox",
+    request_body(content = Option<CallerTokenRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "A caller token; paste it into Authorize", body = CallerTokenResponse),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn issue(
+    correlation_id: CorrelationId,
+    state: web::Data<SandboxState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let fail = |e: FieldError| ApiError::new(FieldErrors::from(e), correlation_id);
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        CallerTokenRequest {
+            roles: None,
+            subject: None,
+        }
+    } else {
+        serde_json::from_slice::<CallerTokenRequest>(&body).map_err(|e| {
+            fail(FieldError::new(
+                "body",
+                format!("is not a caller-token request: {e}"),
+            ))
+        })?
+    };
+    if let Some(roles) = &request.roles
+        && (roles.len() > MAX_ROLES || roles.iter().any(|r| r.is_empty() || r.len() > MAX_TEXT))
+    {
+        return Err(fail(FieldError::new(
+            "roles",
+            format!(
+                "must hold at most {MAX_ROLES} non-empty names of at most {MAX_TEXT} characters"
+            ),
+        )));
+    }
+    if let Some(subject) = &request.subject
+        && (subject.is_empty() || subject.len() > MAX_TEXT)
+    {
+        return Err(fail(FieldError::new(
+            "subject",
+            format!("must be 1 to {MAX_TEXT} characters"),
+        )));
+    }
+    let access_token = state
+        .mint_caller_token(request.roles, request.subject)
+        .map_err(|_| fail(FieldError::new("body", "could not be turned into a token")))?;
+    Ok(HttpResponse::Ok().json(CallerTokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.caller_token_ttl_secs,
+    }))
+}
+
+pub async fn jwks(state: web::Data<SandboxState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.signing.jwks())
+}

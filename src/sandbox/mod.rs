@@ -1,0 +1,102 @@
+//! A stand-in for the outside world, served by the gateway itself under `/sandbox/`: Entra's
+//! token endpoint, Partner Center's qualification endpoints and an issuer of caller tokens.
+//! The gateway talks to it over HTTP with the same client code it uses in production;
+//! only startup knows it exists.
+
+mod caller_tokens;
+mod entra;
+mod partner_center;
+mod signing;
+mod state;
+
+use std::time::Duration;
+
+use actix_web::web;
+use secrecy::SecretString;
+use utoipa::OpenApi;
+
+pub use signing::SigningKey;
+use state::SandboxState;
+
+use crate::configuration::{Settings, TokenEndpoint};
+
+pub const SANDBOX_TENANT: &str = "sandbox-partner.onmicrosoft.com";
+
+pub struct Sandbox {
+    state: web::Data<SandboxState>,
+}
+
+impl Sandbox {
+    /// Builds the sandbox for a gateway reachable at `gateway_url` and points the
+    /// settings' upstream URLs and credentials at it.
+    pub fn new(settings: &mut Settings, gateway_url: &str) -> anyhow::Result<Self> {
+        let base = format!("{}/sandbox", gateway_url.trim_end_matches('/'));
+        let state = SandboxState::new(
+            base.clone(),
+            settings.caller_auth.audience.clone(),
+            Duration::from_millis(settings.sandbox.approval_delay_ms),
+            settings.sandbox.caller_token_ttl_secs,
+        )?;
+
+        settings.caller_auth.issuer = base.clone();
+        settings.caller_auth.jwks_url = format!("{base}/keys");
+        settings.partner_center.base_url = format!("{base}/partner-center");
+        let token = &mut settings.partner_token;
+        token.authority_url = format!("{base}/entra");
+        token.tenant_id = SANDBOX_TENANT.to_owned();
+        token.endpoint = TokenEndpoint::V1;
+        token.client_id = state.client_id.clone();
+        token.client_secret = Some(SecretString::from(state.client_secret.clone()));
+        token.refresh_token = Some(SecretString::from(state.current_refresh_token()));
+
+        Ok(Self {
+            state: web::Data::new(state),
+        })
+    }
+
+    pub fn configure(&self, config: &mut web::ServiceConfig) {
+        config.service(
+            web::scope("/sandbox")
+                .app_data(self.state.clone())
+                .route("/caller-token", web::post().to(caller_tokens::issue))
+                .route("/keys", web::get().to(caller_tokens::jwks))
+                .route(
+                    "/entra/{tenant}/oauth2/token",
+                    web::post().to(entra::token_v1),
+                )
+                .route(
+                    "/entra/{tenant}/oauth2/v2.0/token",
+                    web::post().to(entra::token_v2),
+                )
+                .route(
+                    "/partner-center/v1/customers/all/validations",
+                    web::get().to(partner_center::list_validations),
+                )
+                .route(
+                    "/partner-center/v1/customers/{customer}/qualifications",
+                    web::post().to(partner_center::create_qualification),
+                )
+                .route(
+                    "/partner-center/v1/customers/{customer}/qualifications",
+                    web::get().to(partner_center::list_qualifications),
+                ),
+        );
+    }
+
+    /// A caller token for the start-up banner.
+    pub fn mint_caller_token(&self) -> anyhow::Result<String> {
+        self.state.mint_caller_token(None, None)
+    }
+
+    /// The sandbox's own operations, added to the served document in sandbox mode only.
+    pub fn openapi() -> utoipa::openapi::OpenApi {
+        SandboxDoc::openapi()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(caller_tokens::issue),
+    tags((name = "sandbox", description = "Sandbox mode only: get a caller token here, then Authorize"))
+)]
+struct SandboxDoc;
