@@ -39,6 +39,10 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    pub fn mentions(&self, field: &str) -> bool {
+        self.0.iter().any(|e| e.field == field)
+    }
+
     pub fn as_slice(&self) -> &[FieldError] {
         &self.0
     }
@@ -54,6 +58,15 @@ impl FieldErrors {
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+}
+
+impl FieldErrors {
+    /// Adds `error` unless its field is already reported (e.g. as the wrong type).
+    pub fn push_once(&mut self, error: FieldError) {
+        if !self.mentions(&error.field) {
+            self.push(error);
+        }
     }
 }
 

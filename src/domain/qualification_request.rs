@@ -143,7 +143,7 @@ impl QualificationRequest {
     ) -> Option<Self> {
         let qualification = match fields.remove(QUALIFICATION) {
             None => {
-                errors.push(FieldError::new(
+                errors.push_once(FieldError::new(
                     QUALIFICATION,
                     format!("is required: one of {}", settable_list()),
                 ));
@@ -191,8 +191,12 @@ impl QualificationRequest {
                 match (segment, website) {
                     (Ok(segment), Ok(website)) => Some(Self::Education { segment, website }),
                     (segment, website) => {
-                        errors.extend_from(segment.err());
-                        errors.extend_from(website.err());
+                        if let Err(e) = segment {
+                            errors.push_once(e);
+                        }
+                        if let Err(e) = website {
+                            errors.push_once(e);
+                        }
                         None
                     }
                 }
@@ -203,7 +207,7 @@ impl QualificationRequest {
                     .map(|c| ValidationCode::parse(c))
                 {
                     None => {
-                        errors.push(FieldError::new(
+                        errors.push_once(FieldError::new(
                             VALIDATION_CODE,
                             "is required when qualification is GovernmentCommunityCloud: pick one from GET /v1/validation-codes",
                         ));
@@ -219,14 +223,6 @@ impl QualificationRequest {
                 }
             }
             SettableQualification::StateOwnedEntity => Some(Self::StateOwnedEntity),
-        }
-    }
-}
-
-impl FieldErrors {
-    fn extend_from(&mut self, error: Option<FieldError>) {
-        if let Some(error) = error {
-            self.push(error);
         }
     }
 }

@@ -1,0 +1,274 @@
+use std::io::Write;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use partner_gateway::configuration::{LogFormat, Mode, Settings, UpstreamContract};
+use partner_gateway::sandbox::SigningKey;
+use partner_gateway::startup::Application;
+use partner_gateway::telemetry::{get_subscriber, init_subscriber};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const ISSUER: &str = "https://login.example.test/tenant/v2.0";
+pub const AUDIENCE: &str = "api://partner-gateway-tests";
+pub const PARTNER_TENANT: &str = "contoso-partner.onmicrosoft.com";
+pub const WRITE_ROLE: &str = "Qualifications.ReadWrite";
+pub const READ_ROLE: &str = "Qualifications.Read";
+
+/// Every log line of the test process, so tests can check what was (not) logged.
+static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    let echo = std::env::var("TEST_LOG").is_ok();
+    init_subscriber(get_subscriber(
+        "partner_gateway=debug,info",
+        LogFormat::Json,
+        move || LogWriter {
+            buffer: sink.clone(),
+            echo,
+        },
+    ));
+    buffer
+});
+
+struct LogWriter {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    echo: bool,
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.echo {
+            std::io::stdout().write_all(bytes)?;
+        }
+        self.buffer.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    /// Stands in for Partner Center.
+    pub partner_center: MockServer,
+    /// Stands in for Entra's token endpoint.
+    pub entra: MockServer,
+    /// Serves the callers' JWKS.
+    pub identity_provider: MockServer,
+    pub signer: SigningKey,
+    pub client_secret: String,
+    pub refresh_token: String,
+}
+
+pub struct TestOptions {
+    pub contract: UpstreamContract,
+    pub request_timeout_ms: u64,
+    pub v2_token_endpoint: bool,
+    pub mount_jwks: bool,
+    pub partner_center_base_url: Option<String>,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            contract: UpstreamContract::Current,
+            request_timeout_ms: 5_000,
+            v2_token_endpoint: false,
+            mount_jwks: true,
+            partner_center_base_url: None,
+        }
+    }
+}
+
+/// A production-mode gateway on a free port, its upstreams wiremock servers on loopback.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: TestOptions) -> TestApp {
+    LazyLock::force(&LOGS);
+    let partner_center = MockServer::start().await;
+    let entra = MockServer::start().await;
+    let identity_provider = MockServer::start().await;
+    let signer = SigningKey::generate(format!("test-{}", Uuid::new_v4().simple())).unwrap();
+    if options.mount_jwks {
+        mount_jwks(&identity_provider, &signer).await;
+    }
+    let client_secret = format!("client-secret-{}", Uuid::new_v4().simple());
+    let refresh_token = format!("refresh-token-{}", Uuid::new_v4().simple());
+
+    let mut settings = Settings::defaults().unwrap();
+    settings.mode = Mode::Production;
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.workers = 1;
+    settings.caller_auth.issuer = ISSUER.into();
+    settings.caller_auth.audience = AUDIENCE.into();
+    settings.caller_auth.jwks_url = format!("{}/keys", identity_provider.uri());
+    settings.partner_center.base_url = options
+        .partner_center_base_url
+        .unwrap_or_else(|| partner_center.uri());
+    settings.partner_center.contract = options.contract;
+    settings.partner_center.request_timeout_ms = options.request_timeout_ms;
+    settings.partner_token.authority_url = entra.uri();
+    settings.partner_token.tenant_id = PARTNER_TENANT.into();
+    settings.partner_token.client_id = "gateway-client-id".into();
+    settings.partner_token.client_secret = Some(SecretString::from(client_secret.clone()));
+    settings.partner_token.refresh_token = Some(SecretString::from(refresh_token.clone()));
+    if options.v2_token_endpoint {
+        settings.partner_token.endpoint = partner_gateway::configuration::TokenEndpoint::V2;
+    }
+
+    let application = Application::build(settings).await.expect("app builds");
+    let url = application.url();
+    tokio::spawn(application.run_until_stopped());
+    TestApp {
+        url,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        partner_center,
+        entra,
+        identity_provider,
+        signer,
+        client_secret,
+        refresh_token,
+    }
+}
+
+pub async fn mount_jwks(server: &MockServer, signer: &SigningKey) {
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(signer.jwks()))
+        .mount(server)
+        .await;
+}
+
+impl TestApp {
+    /// A caller token as the identity provider would issue it.
+    pub fn token_with(&self, roles: &[&str], extra: Value) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut claims = json!({
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "caller-subject",
+            "azp": "caller-app",
+            "roles": roles,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+        });
+        if let (Value::Object(claims), Value::Object(extra)) = (&mut claims, extra) {
+            claims.extend(extra);
+        }
+        self.signer.sign(&claims).unwrap()
+    }
+
+    pub fn writer_token(&self) -> String {
+        self.token_with(&[WRITE_ROLE], json!({}))
+    }
+
+    pub fn reader_token(&self) -> String {
+        self.token_with(&[READ_ROLE], json!({}))
+    }
+
+    /// Entra answers the refresh-token grant with `access_token`, `expires_in` as v1's string.
+    pub async fn mount_token_endpoint(&self, access_token: &str, expected_calls: u64) {
+        Mock::given(method("POST"))
+            .and(path(format!("/{PARTNER_TENANT}/oauth2/token")))
+            .and(body_string_contains("grant_type=refresh_token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "token_type": "Bearer",
+                "access_token": access_token,
+                "expires_in": "3600",
+                "resource": "https://api.partnercenter.microsoft.com",
+                "refresh_token": format!("rotated-{}", Uuid::new_v4().simple()),
+            })))
+            .expect(expected_calls)
+            .named("Entra token endpoint")
+            .mount(&self.entra)
+            .await;
+    }
+
+    pub async fn post_qualification(
+        &self,
+        customer: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!(
+                "{}/v1/customers/{customer}/qualifications",
+                self.url
+            ))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+pub const CUSTOMER: &str = "7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745";
+
+pub fn is_guid(value: &str) -> bool {
+    value.len() == 36 && Uuid::try_parse(value).is_ok_and(|u| !u.is_nil())
+}
+
+/// Asserts an RFC 9457 problem answer and returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, type_suffix: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let correlation_header = response.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["type"],
+        format!("urn:partner-gateway:problem:{type_suffix}"),
+        "{body}"
+    );
+    assert_eq!(body["status"], status);
+    assert_eq!(
+        body["correlationId"], correlation_header,
+        "problem carries the correlation ID"
+    );
+    body
+}
+
+/// The single JWT-less settings used by the sandbox tests.
+pub async fn spawn_sandbox(approval_delay_ms: u64) -> (String, reqwest::Client) {
+    LazyLock::force(&LOGS);
+    let mut settings = Settings::defaults().unwrap();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.workers = 1;
+    settings.sandbox.approval_delay_ms = approval_delay_ms;
+    let application = Application::build(settings).await.expect("sandbox builds");
+    let url = application.url();
+    tokio::spawn(application.run_until_stopped());
+    (url, reqwest::Client::new())
+}

@@ -1,0 +1,11 @@
+//! One test binary: shared helpers, one module per area.
+
+mod auth;
+mod health;
+mod helpers;
+mod openapi;
+mod partner_token;
+mod sandbox;
+mod upstream_calls;
+mod upstream_errors;
+mod validation;

@@ -1,0 +1,182 @@
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{any, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{CUSTOMER, TestApp, TestOptions, assert_problem, spawn_app, spawn_app_with};
+
+const SOE: &str = r#"{"qualification":"StateOwnedEntity"}"#;
+
+async fn partner_center_answers(app: &TestApp, response: ResponseTemplate) {
+    app.mount_token_endpoint("pc-token", 1).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
+        .respond_with(response)
+        .expect(1)
+        .mount(&app.partner_center)
+        .await;
+}
+
+async fn post(app: &TestApp) -> reqwest::Response {
+    app.post_qualification(CUSTOMER, SOE, Some(&app.writer_token()))
+        .await
+}
+
+/// The problem names the MS-RequestId that Partner Center saw.
+async fn assert_names_request_id(app: &TestApp, problem: &Value) {
+    let sent = app.partner_center.received_requests().await.unwrap();
+    assert_eq!(
+        problem["requestId"],
+        sent[0].headers["ms-requestid"].to_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_partner_center_4xx_keeps_its_status_code_and_description() {
+    let app = spawn_app().await;
+    partner_center_answers(
+        &app,
+        ResponseTemplate::new(400).set_body_json(json!({
+            "code": 600042, "description": "The validation code is not valid.", "data": [], "source": "PartnerFD"
+        })),
+    )
+    .await;
+    let problem = assert_problem(post(&app).await, 400, "upstream-rejected").await;
+    assert_eq!(problem["upstreamCode"], "600042");
+    assert_eq!(
+        problem["upstreamDescription"],
+        "The validation code is not valid."
+    );
+    assert_names_request_id(&app, &problem).await;
+}
+
+#[tokio::test]
+async fn an_unknown_customer_is_a_404() {
+    let app = spawn_app().await;
+    partner_center_answers(
+        &app,
+        ResponseTemplate::new(404)
+            .set_body_json(json!({"code": "600001", "description": "Customer not found"})),
+    )
+    .await;
+    let problem = assert_problem(post(&app).await, 404, "upstream-rejected").await;
+    assert_eq!(problem["upstreamCode"], "600001");
+}
+
+#[tokio::test]
+async fn a_401_from_partner_center_is_the_gateways_problem_not_the_callers() {
+    let app = spawn_app().await;
+    partner_center_answers(&app, ResponseTemplate::new(401)).await;
+    let response = post(&app).await;
+    assert!(response.headers().get("www-authenticate").is_none());
+    assert_problem(response, 502, "partner-credentials-rejected").await;
+}
+
+#[tokio::test]
+async fn throttling_is_passed_on_with_retry_after() {
+    let app = spawn_app().await;
+    partner_center_answers(
+        &app,
+        ResponseTemplate::new(429)
+            .insert_header("Retry-After", "17")
+            .set_body_json(json!({"statusCode": 429, "message": "Rate limit is exceeded. Try again in 17 seconds."})),
+    )
+    .await;
+    let response = post(&app).await;
+    assert_eq!(response.headers()["retry-after"], "17");
+    assert_problem(response, 429, "upstream-throttled").await;
+}
+
+#[tokio::test]
+async fn throttling_without_the_header_takes_the_wait_from_the_message() {
+    let app = spawn_app().await;
+    partner_center_answers(
+        &app,
+        ResponseTemplate::new(429)
+            .set_body_json(json!({"statusCode": 429, "message": "Rate limit is exceeded. Try again in 57 seconds."})),
+    )
+    .await;
+    let response = post(&app).await;
+    assert_eq!(response.headers()["retry-after"], "57");
+    assert_problem(response, 429, "upstream-throttled").await;
+}
+
+#[tokio::test]
+async fn a_partner_center_5xx_is_a_502() {
+    let app = spawn_app().await;
+    partner_center_answers(
+        &app,
+        ResponseTemplate::new(503).set_body_string("<html>down</html>"),
+    )
+    .await;
+    let problem = assert_problem(post(&app).await, 502, "upstream-error").await;
+    assert_names_request_id(&app, &problem).await;
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_json_is_a_502() {
+    let app = spawn_app().await;
+    partner_center_answers(
+        &app,
+        ResponseTemplate::new(201).set_body_string("<html>surprise</html>"),
+    )
+    .await;
+    assert_problem(post(&app).await, 502, "upstream-invalid-response").await;
+}
+
+#[tokio::test]
+async fn a_slow_partner_center_is_a_504() {
+    let app = spawn_app_with(TestOptions {
+        request_timeout_ms: 300,
+        ..Default::default()
+    })
+    .await;
+    partner_center_answers(
+        &app,
+        ResponseTemplate::new(201)
+            .set_body_json(json!({"qualification": "StateOwnedEntity"}))
+            .set_delay(Duration::from_secs(3)),
+    )
+    .await;
+    assert_problem(post(&app).await, 504, "upstream-timeout").await;
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_is_a_503_and_partner_center_is_not_called() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .and(path("/contoso-partner.onmicrosoft.com/oauth2/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_grant",
+            "error_description": "AADSTS70008: The provided authorization code or refresh token has expired.\r\nTrace ID: 1",
+        })))
+        .expect(1)
+        .mount(&app.entra)
+        .await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&app.partner_center)
+        .await;
+    let problem = assert_problem(post(&app).await, 503, "partner-token-unavailable").await;
+    assert!(
+        !problem.to_string().contains("AADSTS"),
+        "internals stay in the logs: {problem}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_partner_center_is_a_502() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let app = spawn_app_with(TestOptions {
+        partner_center_base_url: Some(format!("http://127.0.0.1:{closed_port}")),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    assert_problem(post(&app).await, 502, "upstream-unreachable").await;
+}

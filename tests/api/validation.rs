@@ -1,0 +1,220 @@
+use serde_json::Value;
+use wiremock::matchers::any;
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{CUSTOMER, TestApp, assert_problem, is_guid, spawn_app};
+
+/// No test in this file may reach Partner Center or Entra.
+async fn forbid_upstream_calls(app: &TestApp) {
+    for server in [&app.partner_center, &app.entra] {
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(500))
+            .expect(0)
+            .named("no upstream call")
+            .mount(server)
+            .await;
+    }
+}
+
+async fn rejected_field(app: &TestApp, customer: &str, body: &str) -> Value {
+    let token = app.writer_token();
+    let response = app.post_qualification(customer, body, Some(&token)).await;
+    assert_problem(response, 400, "invalid-request").await
+}
+
+#[tokio::test]
+async fn each_invalid_request_names_its_field_and_calls_nothing_upstream() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let cases = [
+        (CUSTOMER, "", "body"),
+        (CUSTOMER, "not json", "body"),
+        (CUSTOMER, "[]", "body"),
+        (CUSTOMER, "{}", "qualification"),
+        (
+            CUSTOMER,
+            r#"{"qualification":"Nonprofit"}"#,
+            "qualification",
+        ),
+        (CUSTOMER, r#"{"qualification":"None"}"#, "qualification"),
+        (CUSTOMER, r#"{"qualification":"Charity"}"#, "qualification"),
+        (CUSTOMER, r#"{"qualification":true}"#, "qualification"),
+        (
+            CUSTOMER,
+            r#"{"qualification":"Education"}"#,
+            "educationSegment",
+        ),
+        (
+            CUSTOMER,
+            r#"{"qualification":"Education","educationSegment":"Primary"}"#,
+            "educationSegment",
+        ),
+        (
+            CUSTOMER,
+            r#"{"qualification":"Education","educationSegment":"K12","website":"  "}"#,
+            "website",
+        ),
+        (
+            CUSTOMER,
+            r#"{"qualification":"GovernmentCommunityCloud"}"#,
+            "validationCode",
+        ),
+        (
+            CUSTOMER,
+            r#"{"qualification":"GovernmentCommunityCloud","validationCode":"12 34"}"#,
+            "validationCode",
+        ),
+        (
+            CUSTOMER,
+            r#"{"qualification":"StateOwnedEntity","validationCode":"123456"}"#,
+            "validationCode",
+        ),
+        (
+            CUSTOMER,
+            r#"{"qualification":"Education","educationSegment":"K12","validationCode":"1"}"#,
+            "validationCode",
+        ),
+        (
+            CUSTOMER,
+            r#"{"qualification":"StateOwnedEntity","educationSegment":"K12"}"#,
+            "educationSegment",
+        ),
+        (
+            CUSTOMER,
+            r#"{"qualification":"StateOwnedEntity","colour":"blue"}"#,
+            "colour",
+        ),
+        (
+            "not-a-guid",
+            r#"{"qualification":"StateOwnedEntity"}"#,
+            "customerId",
+        ),
+        (
+            "00000000-0000-0000-0000-000000000000",
+            r#"{"qualification":"StateOwnedEntity"}"#,
+            "customerId",
+        ),
+    ];
+    for (customer, body, field) in cases {
+        let problem = rejected_field(&app, customer, body).await;
+        assert_eq!(problem["field"], field, "body {body:?}: {problem}");
+        assert!(
+            problem["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["field"] == field),
+            "{problem}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn nonprofit_is_explained_as_not_settable() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let problem = rejected_field(&app, CUSTOMER, r#"{"qualification":"Nonprofit"}"#).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be set"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_path_and_a_bad_body_are_reported_together() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let problem = rejected_field(&app, "abc", r#"{"qualification":"Education"}"#).await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["customerId", "educationSegment"]);
+}
+
+#[tokio::test]
+async fn the_list_endpoint_validates_the_customer_id() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let response = app
+        .get(
+            "/v1/customers/12345/qualifications",
+            Some(&app.reader_token()),
+        )
+        .await;
+    let problem = assert_problem(response, 400, "invalid-request").await;
+    assert_eq!(problem["field"], "customerId");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_413() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let website = "a".repeat(20_000);
+    let body = format!(
+        r#"{{"qualification":"Education","educationSegment":"K12","website":"{website}"}}"#
+    );
+    let response = app
+        .post_qualification(CUSTOMER, &body, Some(&app.writer_token()))
+        .await;
+    assert_problem(response, 413, "payload-too-large").await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_refused_with_415() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let response = app
+        .http
+        .post(format!(
+            "{}/v1/customers/{CUSTOMER}/qualifications",
+            app.url
+        ))
+        .bearer_auth(app.writer_token())
+        .header("Content-Type", "text/plain")
+        .body(r#"{"qualification":"StateOwnedEntity"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 415, "unsupported-media-type").await;
+}
+
+#[tokio::test]
+async fn unknown_paths_get_a_problem_document() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    assert_problem(app.get("/v2/nothing-here", None).await, 404, "not-found").await;
+}
+
+#[tokio::test]
+async fn a_guid_correlation_id_from_the_caller_is_echoed() {
+    let app = spawn_app().await;
+    let mine = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let response = app
+        .http
+        .get(format!("{}/healthz", app.url))
+        .header("X-Correlation-ID", mine)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-correlation-id"], mine);
+}
+
+#[tokio::test]
+async fn a_correlation_id_that_is_not_a_guid_is_replaced() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(format!("{}/healthz", app.url))
+        .header("X-Correlation-ID", "my-trace-42")
+        .send()
+        .await
+        .unwrap();
+    let echoed = response.headers()["x-correlation-id"].to_str().unwrap();
+    assert!(is_guid(echoed), "{echoed}");
+}
