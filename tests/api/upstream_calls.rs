@@ -83,6 +83,12 @@ async fn education_is_forwarded_in_the_current_contract_and_answered_202() {
     assert_eq!(body["correlationId"], correlation_header);
 }
 
+async fn post_gcc(app: &TestApp) -> reqwest::Response {
+    let body = r#"{"qualification":"GovernmentCommunityCloud","validationCode":"123456"}"#;
+    app.post_qualification(CUSTOMER, body, Some(&app.writer_token()))
+        .await
+}
+
 #[tokio::test]
 async fn gcc_carries_the_code_in_the_body_in_the_current_contract() {
     let app = spawn_app().await;
@@ -97,14 +103,7 @@ async fn gcc_carries_the_code_in_the_body_in_the_current_contract() {
         .expect(1)
         .mount(&app.partner_center)
         .await;
-    let response = app
-        .post_qualification(
-            CUSTOMER,
-            r#"{"qualification":"GovernmentCommunityCloud","validationCode":"123456"}"#,
-            Some(&app.writer_token()),
-        )
-        .await;
-    assert_eq!(response.status(), 202);
+    assert_eq!(post_gcc(&app).await.status(), 202);
     let requests = app.partner_center.received_requests().await.unwrap();
     assert_eq!(
         requests[0].url.query(),
@@ -132,14 +131,7 @@ async fn gcc_carries_the_code_in_the_query_in_the_legacy_contract() {
         .expect(1)
         .mount(&app.partner_center)
         .await;
-    let response = app
-        .post_qualification(
-            CUSTOMER,
-            r#"{"qualification":"GovernmentCommunityCloud","validationCode":"123456"}"#,
-            Some(&app.writer_token()),
-        )
-        .await;
-    assert_eq!(response.status(), 202);
+    assert_eq!(post_gcc(&app).await.status(), 202);
 }
 
 #[tokio::test]
