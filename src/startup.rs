@@ -57,6 +57,9 @@ impl Application {
             .connect_timeout(settings.partner_center.connect_timeout())
             .timeout(settings.partner_center.request_timeout())
             .user_agent(concat!("partner-gateway/", env!("CARGO_PKG_VERSION")))
+            // A redirect from Partner Center or Entra is an answer to report, not to follow
+            // with a bearer token.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the HTTP client")?;
         let tokens = Arc::new(TokenProvider::new(http.clone(), &settings.partner_token));

@@ -190,9 +190,12 @@ impl PartnerCenterClient {
             let result = request.send().await;
             let span = tracing::Span::current();
             span.record("elapsed_ms", started.elapsed().as_millis() as u64);
-            let response = result.inspect_err(
-                |e| tracing::warn!(error = %e.without_url_ref(), "Partner Center call failed"),
-            )?;
+            // Errors drop the URL: in the legacy contract it carries the validation code.
+            let response = result.map_err(|e| {
+                let e = e.without_url();
+                tracing::warn!(error = %e, "Partner Center call failed");
+                UpstreamError::from(e)
+            })?;
             let status = response.status();
             span.record("status", status.as_u16());
             let retry_after = response
@@ -280,21 +283,6 @@ fn parse_retry_after(value: &str) -> Option<u64> {
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
     Some(wait.as_secs_f64().ceil() as u64)
-}
-
-trait WithoutUrlRef {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrlRef for reqwest::Error {
-    /// The error text without the URL, which would carry the legacy `?code=`.
-    fn without_url_ref(&self) -> String {
-        let mut text = self.to_string();
-        if let Some(url) = self.url() {
-            text = text.replace(url.as_str(), "<partner-center>");
-        }
-        text
-    }
 }
 
 #[cfg(test)]

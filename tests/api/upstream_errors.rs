@@ -180,3 +180,14 @@ async fn an_unreachable_partner_center_is_a_502() {
     app.mount_token_endpoint("pc-token", 1).await;
     assert_problem(post(&app).await, 502, "upstream-unreachable").await;
 }
+
+#[tokio::test]
+async fn a_redirect_is_reported_not_followed_with_the_token() {
+    let app = spawn_app().await;
+    partner_center_answers(
+        &app,
+        ResponseTemplate::new(302).insert_header("Location", "http://127.0.0.1:9/elsewhere"),
+    )
+    .await;
+    assert_problem(post(&app).await, 502, "upstream-invalid-response").await;
+}
