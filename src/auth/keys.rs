@@ -54,7 +54,15 @@ impl KeyStore {
         if let Some(keys) = self.fresh() {
             return Ok(keys);
         }
-        let _one_fetch_at_a_time = self.fetch_lock.lock().await;
+        // One request refreshes; while it does, the others use the keys already held
+        // instead of queueing behind a slow identity provider.
+        let _one_fetch_at_a_time = match self.fetch_lock.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match self.read_held() {
+                Some(stale) => return Ok(stale.keys),
+                None => self.fetch_lock.lock().await,
+            },
+        };
         if let Some(keys) = self.fresh() {
             return Ok(keys);
         }

@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 
@@ -98,7 +98,8 @@ impl CallerVerifier {
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        // `sub` too: a caller without one would leave a blank in the audit trail.
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = self.leeway_secs;
         validation.validate_nbf = true;
         validation
@@ -148,7 +149,11 @@ fn candidate_keys<'a>(keys: &'a JwkSet, kid: Option<&str>, alg: Algorithm) -> Ve
             .common
             .key_algorithm
             .is_none_or(|declared| declared.to_string() == format!("{alg:?}"));
-        family_fits && declared_alg_fits
+        let for_signatures = matches!(
+            jwk.common.public_key_use,
+            None | Some(PublicKeyUse::Signature)
+        );
+        family_fits && declared_alg_fits && for_signatures
     };
     match kid {
         Some(kid) => keys.find(kid).into_iter().filter(fits).collect(),

@@ -179,7 +179,7 @@ impl PartnerCenterClient {
             let mut request = self
                 .http
                 .request(method, format!("{}{path}", self.base_url))
-                .headers(self.headers(call, token.expose())?);
+                .headers(self.headers(call, token.authorization_header()));
             if let Some(query) = query {
                 request = request.query(&[query]);
             }
@@ -205,19 +205,19 @@ impl PartnerCenterClient {
                 .and_then(parse_retry_after);
             let bytes = response.bytes().await?;
             tracing::info!("Partner Center answered {status}");
+            if status == StatusCode::UNAUTHORIZED {
+                // Our token was refused (revoked, consent changed): do not keep using it.
+                self.tokens.invalidate().await;
+            }
             interpret(status, retry_after, &bytes)
         }
         .instrument(span)
         .await
     }
 
-    fn headers(&self, call: UpstreamCall, token: &str) -> Result<HeaderMap, UpstreamError> {
+    fn headers(&self, call: UpstreamCall, authorization: HeaderValue) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            UpstreamError::Token(Arc::new(super::TokenError::InvalidResponse { status: 200 }))
-        })?;
-        bearer.set_sensitive(true);
-        headers.insert(AUTHORIZATION, bearer);
+        headers.insert(AUTHORIZATION, authorization);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(MS_CONTRACT_VERSION, HeaderValue::from_static("v1"));
         headers.insert(
@@ -226,7 +226,7 @@ impl PartnerCenterClient {
         );
         headers.insert(MS_REQUEST_ID, guid_header(call.request_id.as_uuid()));
         headers.insert(X_LOCALE, self.locale.clone());
-        Ok(headers)
+        headers
     }
 }
 

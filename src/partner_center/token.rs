@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::future::Cache;
+use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
@@ -25,23 +26,24 @@ pub enum TokenError {
     Unreachable { reason: String },
 }
 
-/// An access token for Partner Center; its value is only reachable through `expose`.
+/// An access token for Partner Center, kept only as the ready-made (sensitive) header value.
 #[derive(Clone)]
 pub struct AccessToken {
-    value: SecretString,
+    authorization: HeaderValue,
     cache_for: Duration,
 }
 
 impl AccessToken {
-    pub fn expose(&self) -> &str {
-        self.value.expose_secret()
+    /// `Bearer <token>`, marked sensitive so HTTP-level logging redacts it.
+    pub fn authorization_header(&self) -> HeaderValue {
+        self.authorization.clone()
     }
 }
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("value", &"[REDACTED]")
+            .field("authorization", &"[REDACTED]")
             .field("cache_for", &self.cache_for)
             .finish()
     }
@@ -79,6 +81,10 @@ struct TokenResponse {
     access_token: SecretString,
     #[serde(deserialize_with = "seconds_as_number_or_string")]
     expires_in: u64,
+}
+
+#[derive(Deserialize)]
+struct Rotation {
     refresh_token: Option<SecretString>,
 }
 
@@ -110,8 +116,21 @@ impl TokenProvider {
 
     /// A valid token: the cached one, or one fresh from the token endpoint. Callers that miss
     /// together wait on the same single request.
-    pub async fn get(&self) -> Result<Arc<AccessToken>, Arc<TokenError>> {
-        self.cache.try_get_with((), self.redeem()).await
+    pub async fn get(self: &Arc<Self>) -> Result<Arc<AccessToken>, Arc<TokenError>> {
+        let provider = self.clone();
+        self.cache
+            .try_get_with((), async move {
+                // Its own task: a caller that goes away mid-refresh must not lose the
+                // rotated refresh token Entra has already issued.
+                tokio::spawn(async move { provider.redeem().await })
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(TokenError::Unreachable {
+                            reason: "the token refresh task ended abnormally".into(),
+                        })
+                    })
+            })
+            .await
     }
 
     /// Forget the cached token, e.g. after Partner Center refused it.
@@ -180,19 +199,26 @@ impl TokenProvider {
             };
             return Err(self.log(error));
         }
-        let answer: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-            self.log(TokenError::InvalidResponse {
-                status: status.as_u16(),
-            })
-        })?;
-
-        if let Some(rotated) = answer.refresh_token {
+        // Keep a rotated refresh token even if the rest of the answer turns out unusable.
+        if let Ok(Rotation {
+            refresh_token: Some(rotated),
+        }) = serde_json::from_slice::<Rotation>(&body)
+        {
             *self
                 .refresh_token
                 .write()
                 .unwrap_or_else(|p| p.into_inner()) = Some(rotated);
             tracing::info!("partner refresh token rotated; the new one replaces the old in memory");
         }
+        let invalid = || TokenError::InvalidResponse {
+            status: status.as_u16(),
+        };
+        let answer: TokenResponse =
+            serde_json::from_slice(&body).map_err(|_| self.log(invalid()))?;
+        let mut authorization =
+            HeaderValue::from_str(&format!("Bearer {}", answer.access_token.expose_secret()))
+                .map_err(|_| self.log(invalid()))?;
+        authorization.set_sensitive(true);
         let lifetime = Duration::from_secs(answer.expires_in);
         let cache_for = if lifetime > self.expiry_margin {
             lifetime - self.expiry_margin
@@ -206,7 +232,7 @@ impl TokenProvider {
             "partner access token obtained"
         );
         Ok(Arc::new(AccessToken {
-            value: answer.access_token,
+            authorization,
             cache_for,
         }))
     }

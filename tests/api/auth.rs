@@ -1,3 +1,6 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use partner_gateway::sandbox::SigningKey;
 use serde_json::json;
 use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -6,12 +9,15 @@ use crate::helpers::{AUDIENCE, CUSTOMER, TestApp, WRITE_ROLE, assert_problem, sp
 
 const BODY: &str = r#"{"qualification":"StateOwnedEntity"}"#;
 
+/// Neither upstream may be called: not Partner Center, and not Entra for its token.
 async fn forbid_partner_center(app: &TestApp) {
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&app.partner_center)
-        .await;
+    for server in [&app.partner_center, &app.entra] {
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(500))
+            .expect(0)
+            .mount(server)
+            .await;
+    }
 }
 
 async fn rejected(app: &TestApp, token: &str) -> (Option<String>, serde_json::Value) {
@@ -39,49 +45,82 @@ async fn a_missing_token_gets_a_bare_bearer_challenge() {
 }
 
 #[tokio::test]
-async fn bad_tokens_get_invalid_token_and_never_reach_partner_center() {
+async fn bad_tokens_fail_the_check_they_are_named_after_and_never_reach_upstream() {
     let app = spawn_app().await;
     forbid_partner_center(&app).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let valid = app.writer_token();
-    let (head, rest) = valid.split_once('.').unwrap();
+    let [header, payload, signature]: [&str; 3] =
+        valid.split('.').collect::<Vec<_>>().try_into().unwrap();
+
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["sub"] = json!("someone-else");
+    let forged_payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let mut forged_signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    forged_signature[10] ^= 0x01;
+    let impostor = SigningKey::generate(app.signer.kid()).unwrap();
+    let impostor_token = impostor
+        .sign(
+            &serde_json::from_slice::<serde_json::Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+
     let cases = [
-        ("garbage", "not.a.jwt".to_owned()),
+        ("not.a.jwt".to_owned(), "malformed token"),
         (
-            "expired",
             app.token_with(
                 &[WRITE_ROLE],
                 json!({"exp": now - 3600, "iat": now - 7200, "nbf": now - 7200}),
             ),
+            "token expired",
         ),
         (
-            "not yet valid",
             app.token_with(&[WRITE_ROLE], json!({"nbf": now + 3600})),
+            "token not yet valid",
         ),
         (
-            "wrong audience",
             app.token_with(&[WRITE_ROLE], json!({"aud": "api://someone-else"})),
+            "audience not accepted",
         ),
         (
-            "wrong issuer",
             app.token_with(&[WRITE_ROLE], json!({"iss": "https://evil.example.test/"})),
+            "issuer not trusted",
         ),
-        ("tampered", format!("{head}.{}", rest.replacen('e', "f", 1))),
         (
-            "unsigned",
+            app.token_with(&[WRITE_ROLE], json!({"sub": null})),
+            "required claim missing",
+        ),
+        (
+            format!("{header}.{forged_payload}.{signature}"),
+            "signature invalid",
+        ),
+        (
             format!(
-                "{}.{}.",
-                "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0",
-                rest.split('.').next().unwrap()
+                "{header}.{payload}.{}",
+                URL_SAFE_NO_PAD.encode(forged_signature)
             ),
+            "signature invalid",
+        ),
+        (impostor_token, "signature invalid"),
+        // alg "none", no signature
+        (
+            format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}."),
+            "malformed token",
         ),
     ];
-    for (case, token) in cases {
-        let (challenge, _) = rejected(&app, &token).await;
+    for (token, reason) in cases {
+        let (challenge, problem) = rejected(&app, &token).await;
         let challenge = challenge.unwrap_or_default();
         assert!(
             challenge.contains(r#"error="invalid_token""#),
-            "{case}: {challenge}"
+            "{reason}: {challenge}"
+        );
+        assert!(challenge.contains(reason), "{reason}: {challenge}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(reason),
+            "{reason}: {problem}"
         );
     }
 }

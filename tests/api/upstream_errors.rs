@@ -65,12 +65,21 @@ async fn an_unknown_customer_is_a_404() {
 }
 
 #[tokio::test]
-async fn a_401_from_partner_center_is_the_gateways_problem_not_the_callers() {
+async fn a_401_from_partner_center_is_the_gateways_problem_and_drops_its_token() {
     let app = spawn_app().await;
-    partner_center_answers(&app, ResponseTemplate::new(401)).await;
-    let response = post(&app).await;
-    assert!(response.headers().get("www-authenticate").is_none());
-    assert_problem(response, 502, "partner-credentials-rejected").await;
+    // Two calls, two token requests: the refused token is not reused.
+    app.mount_token_endpoint("pc-token", 2).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(2)
+        .mount(&app.partner_center)
+        .await;
+    for _ in 0..2 {
+        let response = post(&app).await;
+        assert!(response.headers().get("www-authenticate").is_none());
+        assert_problem(response, 502, "partner-credentials-rejected").await;
+    }
 }
 
 #[tokio::test]
