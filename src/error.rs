@@ -61,10 +61,6 @@ impl ApiError {
             request_id: Some(request_id),
         }
     }
-
-    pub fn kind(&self) -> &ApiErrorKind {
-        &self.kind
-    }
 }
 
 /// Attaches the request's correlation ID to any error that can become an [`ApiError`].

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 use super::AuthError;
 
@@ -19,15 +20,22 @@ pub struct Caller {
     pub name: Option<String>,
     pub(super) granted_read: bool,
     pub(super) granted_write: bool,
-    pub(super) read_roles: Vec<String>,
-    pub(super) write_roles: Vec<String>,
+    /// Shared with the verifier: named in a 403, never copied per request.
+    pub(super) policy: Arc<RolePolicy>,
+}
+
+/// Which roles or scopes allow each permission; any one of a list suffices.
+#[derive(Debug)]
+pub struct RolePolicy {
+    pub read: Vec<String>,
+    pub write: Vec<String>,
 }
 
 impl Caller {
     pub fn require(&self, permission: Permission) -> Result<(), AuthError> {
         let (granted, needed) = match permission {
-            Permission::ReadQualifications => (self.granted_read, &self.read_roles),
-            Permission::WriteQualifications => (self.granted_write, &self.write_roles),
+            Permission::ReadQualifications => (self.granted_read, &self.policy.read),
+            Permission::WriteQualifications => (self.granted_write, &self.policy.write),
         };
         if granted {
             Ok(())

@@ -45,10 +45,6 @@ impl KeyStore {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// The keys to verify with, fetching them if none are held or they are due for refresh.
     pub async fn current(&self) -> Result<Arc<JwkSet>, KeyError> {
         if let Some(keys) = self.fresh() {
@@ -87,11 +83,6 @@ impl KeyStore {
         }
         let _one_fetch_at_a_time = self.fetch_lock.lock().await;
         self.refresh().await
-    }
-
-    /// True once keys have been fetched at least once.
-    pub fn has_keys(&self) -> bool {
-        self.read_held().is_some()
     }
 
     fn fresh(&self) -> Option<Arc<JwkSet>> {

@@ -5,7 +5,7 @@ mod extractor;
 mod keys;
 mod verifier;
 
-pub use caller::{Caller, Permission};
+pub use caller::{Caller, Permission, RolePolicy};
 pub use keys::{KeyError, KeyStore};
 pub use verifier::CallerVerifier;
 

@@ -1,11 +1,12 @@
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 
-use super::{AuthError, Caller, KeyStore};
+use super::{AuthError, Caller, KeyStore, RolePolicy};
 use crate::configuration::CallerAuthSettings;
 
 /// Tokens larger than this are refused before any parsing.
@@ -17,8 +18,7 @@ pub struct CallerVerifier {
     audience: String,
     leeway_secs: u64,
     algorithms: Vec<Algorithm>,
-    read_roles: Vec<String>,
-    write_roles: Vec<String>,
+    policy: Arc<RolePolicy>,
 }
 
 #[derive(Deserialize)]
@@ -43,8 +43,10 @@ impl CallerVerifier {
             audience: settings.audience.clone(),
             leeway_secs: settings.leeway_secs,
             algorithms: settings.algorithms.clone(),
-            read_roles: settings.read_roles.clone(),
-            write_roles: settings.write_roles.clone(),
+            policy: Arc::new(RolePolicy {
+                read: settings.read_roles.clone(),
+                write: settings.write_roles.clone(),
+            }),
         }
     }
 
@@ -114,10 +116,9 @@ impl CallerVerifier {
             .collect();
         let any_of = |wanted: &[String]| wanted.iter().any(|w| granted.contains(w.as_str()));
         Caller {
-            granted_read: any_of(&self.read_roles),
-            granted_write: any_of(&self.write_roles),
-            read_roles: self.read_roles.clone(),
-            write_roles: self.write_roles.clone(),
+            granted_read: any_of(&self.policy.read),
+            granted_write: any_of(&self.policy.write),
+            policy: self.policy.clone(),
             issuer: claims.iss,
             subject: claims.oid.or(claims.sub).unwrap_or_default(),
             app_id: claims.azp.or(claims.appid),

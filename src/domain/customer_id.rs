@@ -19,10 +19,6 @@ impl CustomerId {
             _ => Err(invalid()),
         }
     }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
 }
 
 fn invalid() -> FieldError {

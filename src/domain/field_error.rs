@@ -31,6 +31,13 @@ impl FieldErrors {
         self.0.push(error);
     }
 
+    /// Adds `error` unless its field is already reported (e.g. as the wrong type).
+    pub fn push_once(&mut self, error: FieldError) {
+        if !self.mentions(&error.field) {
+            self.push(error);
+        }
+    }
+
     pub fn extend(&mut self, other: FieldErrors) {
         self.0.extend(other.0);
     }
@@ -58,15 +65,6 @@ impl FieldErrors {
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect::<Vec<_>>()
             .join("; ")
-    }
-}
-
-impl FieldErrors {
-    /// Adds `error` unless its field is already reported (e.g. as the wrong type).
-    pub fn push_once(&mut self, error: FieldError) {
-        if !self.mentions(&error.field) {
-            self.push(error);
-        }
     }
 }
 

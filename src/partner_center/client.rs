@@ -11,8 +11,8 @@ use super::wire::{WireError, WireQualification, WireQualificationList, WireValid
 use super::{TokenProvider, UpstreamError};
 use crate::configuration::{PartnerCenterSettings, UpstreamContract};
 use crate::domain::{
-    CorrelationId, CustomerId, PartnerValidationCode, QualificationRequest, QualificationStatus,
-    RequestId,
+    CorrelationId, CustomerId, PartnerValidationCode, Qualification, QualificationRequest,
+    QualificationStatus, RequestId,
 };
 
 const MS_CORRELATION_ID: HeaderName = HeaderName::from_static("ms-correlationid");
@@ -73,10 +73,6 @@ impl PartnerCenterClient {
         }
     }
 
-    pub fn tokens(&self) -> &TokenProvider {
-        &self.tokens
-    }
-
     pub async fn create_qualification(
         &self,
         customer: CustomerId,
@@ -112,11 +108,11 @@ impl PartnerCenterClient {
                 call,
             )
             .await?;
-        let fallback = Some(request.qualification().into());
+        let asked_for: Qualification = request.qualification().into();
         Ok(answer
-            .and_then(|a| a.into_domain(fallback.clone()))
+            .and_then(|a| a.into_domain(Some(asked_for.clone())))
             .unwrap_or(QualificationStatus {
-                qualification: request.qualification().into(),
+                qualification: asked_for,
                 vetting_status: None,
                 vetting_reason: None,
                 vetting_create_date: None,

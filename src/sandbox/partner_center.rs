@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::state::{
-    MAX_CUSTOMERS, PartnerCenterState, SandboxQualification, SandboxState, Vetting, lock,
+    MAX_REMEMBERED, PartnerCenterState, SandboxQualification, SandboxState, Vetting, lock,
 };
 
 const NOT_FOUND_CUSTOMER: &str = "00000000-0000-0000-0000-000000000404";
@@ -132,7 +132,7 @@ fn create(
         _ => return error_body(400, "600044", "The qualification cannot be set."),
     };
     let name = qualification.unwrap_or_default();
-    if partner.customers.len() >= MAX_CUSTOMERS && !partner.customers.contains_key(&customer) {
+    if partner.customers.len() >= MAX_REMEMBERED && !partner.customers.contains_key(&customer) {
         partner.customers.clear();
     }
     let records = partner.customers.entry(customer).or_default();

@@ -29,10 +29,6 @@ impl SigningKey {
         &self.kid
     }
 
-    pub fn jwk(&self) -> &Jwk {
-        &self.public
-    }
-
     pub fn jwks(&self) -> JwkSet {
         JwkSet {
             keys: vec![self.public.clone()],

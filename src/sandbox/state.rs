@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::SigningKey;
 
 /// Bounds on what the sandbox remembers, so a long-running sandbox cannot grow without limit.
-const MAX_REMEMBERED: usize = 10_000;
+pub const MAX_REMEMBERED: usize = 10_000;
 pub const ACCESS_TOKEN_TTL_SECS: u64 = 3600;
 
 pub struct SandboxState {
@@ -183,5 +183,3 @@ fn random_secret(prefix: &str) -> String {
         Uuid::new_v4().simple()
     )
 }
-
-pub const MAX_CUSTOMERS: usize = MAX_REMEMBERED;

@@ -220,12 +220,17 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
-    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut request = self.http.get(format!("{}{path}", self.url));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+    /// A GET to the gateway, for tests that add headers before sending.
+    pub fn get_request(&self, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let request = self.http.get(format!("{}{path}", self.url));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
-        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        self.get_request(path, token).send().await.unwrap()
     }
 }
 

@@ -166,22 +166,15 @@ async fn the_list_accepts_both_shapes_and_both_date_spellings() {
     let bare = "7d2456fd-2d79-46d0-9f8e-5d7ecd5f0001";
     let wrapped = "7d2456fd-2d79-46d0-9f8e-5d7ecd5f0002";
     partner_center_call("GET", format!("/v1/customers/{bare}/qualifications"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
-            {"qualification": "Education", "vettingStatus": "Denied", "vettingReason": "Not an Education Customer",
-             "vettingCreatedDate": "2020-12-04T20:54:24Z"},
-            {"qualification": "StateOwnedEntity"},
-            {"qualification": "Education", "vettingStatus": "Escalated"}
-        ])))
+        .respond_with(ResponseTemplate::new(200).set_body_json(listing("vettingCreatedDate")))
         .expect(1)
         .mount(&app.partner_center)
         .await;
     partner_center_call("GET", format!("/v1/customers/{wrapped}/qualifications"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"qualifications": [
-            {"qualification": "Education", "vettingStatus": "Denied", "vettingReason": "Not an Education Customer",
-             "vettingCreateDate": "2020-12-04T20:54:24Z"},
-            {"qualification": "StateOwnedEntity"},
-            {"qualification": "Education", "vettingStatus": "Escalated"}
-        ]})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"qualifications": listing("vettingCreateDate")})),
+        )
         .expect(1)
         .mount(&app.partner_center)
         .await;
@@ -201,15 +194,20 @@ async fn the_list_accepts_both_shapes_and_both_date_spellings() {
         answers.push(body["qualifications"].clone());
     }
     assert_eq!(answers[0], answers[1]);
-    assert_eq!(
-        answers[0],
-        json!([
-            {"qualification": "Education", "vettingStatus": "Denied", "vettingReason": "Not an Education Customer",
-             "vettingCreateDate": "2020-12-04T20:54:24Z"},
-            {"qualification": "StateOwnedEntity"},
-            {"qualification": "Education", "vettingStatus": "Escalated"}
-        ])
-    );
+    assert_eq!(answers[0], listing("vettingCreateDate"));
+}
+
+/// A denied Education, a StateOwnedEntity without vetting and an unknown status,
+/// with the vetting date under `date_key`.
+fn listing(date_key: &str) -> Value {
+    let mut denied = json!({"qualification": "Education", "vettingStatus": "Denied",
+                            "vettingReason": "Not an Education Customer"});
+    denied[date_key] = json!("2020-12-04T20:54:24Z");
+    json!([
+        denied,
+        {"qualification": "StateOwnedEntity"},
+        {"qualification": "Education", "vettingStatus": "Escalated"}
+    ])
 }
 
 #[tokio::test]
@@ -250,12 +248,10 @@ async fn each_logical_call_gets_its_own_request_id_under_one_correlation_id() {
     let correlation = "0f8fad5b-d9cb-469f-a165-70867728950e";
     for _ in 0..2 {
         let response = app
-            .http
-            .get(format!(
-                "{}/v1/customers/{CUSTOMER}/qualifications",
-                app.url
-            ))
-            .bearer_auth(app.reader_token())
+            .get_request(
+                &format!("/v1/customers/{CUSTOMER}/qualifications"),
+                Some(&app.reader_token()),
+            )
             .header("X-Correlation-ID", correlation)
             .send()
             .await

@@ -196,8 +196,7 @@ async fn a_guid_correlation_id_from_the_caller_is_echoed() {
     let app = spawn_app().await;
     let mine = "0f8fad5b-d9cb-469f-a165-70867728950e";
     let response = app
-        .http
-        .get(format!("{}/healthz", app.url))
+        .get_request("/healthz", None)
         .header("X-Correlation-ID", mine)
         .send()
         .await
@@ -209,8 +208,7 @@ async fn a_guid_correlation_id_from_the_caller_is_echoed() {
 async fn a_correlation_id_that_is_not_a_guid_is_replaced() {
     let app = spawn_app().await;
     let response = app
-        .http
-        .get(format!("{}/healthz", app.url))
+        .get_request("/healthz", None)
         .header("X-Correlation-ID", "my-trace-42")
         .send()
         .await
