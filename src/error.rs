@@ -155,6 +155,12 @@ impl ApiError {
                 "Authentication required",
                 "Send an access token as Authorization: Bearer <token>.".into(),
             ),
+            K::Auth(AuthError::InvalidRequest(reason)) => m(
+                StatusCode::BAD_REQUEST,
+                "invalid-auth-request",
+                "The request's credentials are malformed",
+                format!("The request's credentials are malformed: {reason}."),
+            ),
             K::Auth(AuthError::InvalidToken(reason)) => m(
                 StatusCode::UNAUTHORIZED,
                 "invalid-token",
@@ -169,6 +175,12 @@ impl ApiError {
                     "This operation needs one of these roles or scopes: {}.",
                     needed.join(", ")
                 ),
+            ),
+            K::Auth(AuthError::AppNotAllowed) => m(
+                StatusCode::FORBIDDEN,
+                "app-not-allowed",
+                "The calling application may not use this gateway",
+                "The token's client application (azp/appid) is not on the gateway's allow-list.".into(),
             ),
             K::Auth(AuthError::KeysUnavailable) => m(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -273,12 +285,18 @@ impl ApiError {
             ApiErrorKind::Auth(AuthError::MissingToken) => {
                 Some(format!("Bearer realm=\"{REALM}\""))
             }
+            ApiErrorKind::Auth(AuthError::InvalidRequest(reason)) => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_request\", error_description=\"{reason}\""
+            )),
             ApiErrorKind::Auth(AuthError::InvalidToken(reason)) => Some(format!(
                 "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{reason}\""
             )),
             ApiErrorKind::Auth(AuthError::InsufficientScope { needed }) => Some(format!(
                 "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{}\"",
                 needed.join(" ")
+            )),
+            ApiErrorKind::Auth(AuthError::AppNotAllowed) => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", error_description=\"client application not allowed\""
             )),
             _ => None,
         }

@@ -2,7 +2,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -12,7 +11,7 @@ use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{CallerVerifier, KeyStore};
+use crate::auth::CallerVerifier;
 use crate::configuration::{Mode, Settings};
 use crate::correlation::correlation_middleware;
 use crate::partner_center::{PartnerCenterClient, TokenProvider};
@@ -71,12 +70,7 @@ impl Application {
             ),
             max_body_bytes: settings.server.max_body_bytes,
         });
-        let keys = KeyStore::new(
-            http,
-            settings.caller_auth.jwks_url.clone(),
-            Duration::from_secs(settings.caller_auth.jwks_ttl_secs),
-        );
-        let verifier = web::Data::new(CallerVerifier::new(keys, &settings.caller_auth));
+        let verifier = web::Data::new(CallerVerifier::new(http, &settings.caller_auth));
 
         let mut served_doc = routes::openapi_document();
         if sandbox.is_some() {
@@ -156,14 +150,13 @@ impl Application {
                 "SANDBOX MODE: upstreams are simulated and tokens are minted locally; never use this against real customers"
             );
         }
-        // Fetch the callers' signing keys now rather than on the first request; failure is
-        // not fatal (the first request or /readyz tries again).
-        let verifier = self.verifier.clone();
-        let warm_up = tokio::spawn(async move {
-            let _ = verifier.keys().current().await;
-        });
+        // Fetch the callers' signing keys now rather than on the first request, and keep
+        // them fresh; a failure is not fatal (/readyz says not ready until keys are held).
+        let refreshers = self.verifier.spawn_key_refreshers();
         let result = self.server.await;
-        warm_up.abort();
+        for refresher in refreshers {
+            refresher.abort();
+        }
         result
     }
 }

@@ -45,7 +45,8 @@ pub fn init_subscriber(subscriber: Box<dyn tracing::Subscriber + Send + Sync>) {
     let _ = set_global_default(subscriber);
 }
 
-/// The request's root span, with the correlation ID and, once authenticated, the caller.
+/// The request's root span, with the correlation ID and, once authenticated, the caller
+/// (subject, issuer, client application and name) for the audit trail.
 pub struct GatewayRootSpan;
 
 impl RootSpanBuilder for GatewayRootSpan {
@@ -59,6 +60,9 @@ impl RootSpanBuilder for GatewayRootSpan {
             request,
             correlation_id = %correlation_id,
             caller = tracing::field::Empty,
+            caller_issuer = tracing::field::Empty,
+            caller_app = tracing::field::Empty,
+            caller_name = tracing::field::Empty,
         )
     }
 

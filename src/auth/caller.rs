@@ -1,7 +1,9 @@
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
 use super::AuthError;
+use crate::configuration::{AccessRule, CallerAuthSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
@@ -9,7 +11,8 @@ pub enum Permission {
     WriteQualifications,
 }
 
-/// Who is calling, as the verified token says; kept for the request span and the audit trail.
+/// Who is calling, as the verified token says; on the request span and, for the audit
+/// trail, in every handler that takes it.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub issuer: String,
@@ -18,32 +21,83 @@ pub struct Caller {
     /// `azp` (v2 tokens) or `appid` (v1 tokens).
     pub app_id: Option<String>,
     pub name: Option<String>,
-    pub(super) granted_read: bool,
-    pub(super) granted_write: bool,
+    granted_read: bool,
+    granted_write: bool,
     /// Shared with the verifier: named in a 403, never copied per request.
-    pub(super) policy: Arc<RolePolicy>,
+    policy: Arc<AccessPolicy>,
 }
 
-/// Which roles or scopes allow each permission; any one of a list suffices.
+/// Which app roles or delegated scopes allow each operation; any one suffices.
 #[derive(Debug)]
-pub struct RolePolicy {
-    pub read: Vec<String>,
-    pub write: Vec<String>,
+pub struct AccessPolicy {
+    read: AccessRule,
+    write: AccessRule,
+}
+
+impl AccessPolicy {
+    pub fn from_settings(settings: &CallerAuthSettings) -> Self {
+        Self {
+            read: settings.read.clone(),
+            write: settings.write.clone(),
+        }
+    }
+
+    fn rule(&self, permission: Permission) -> &AccessRule {
+        match permission {
+            Permission::ReadQualifications => &self.read,
+            Permission::WriteQualifications => &self.write,
+        }
+    }
+}
+
+/// The claims a `Caller` is made from, already verified.
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+    pub app_id: Option<String>,
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+    /// The `scp` claim: delegated scopes, space-separated.
+    pub scopes: String,
 }
 
 impl Caller {
+    pub fn new(identity: Identity, policy: Arc<AccessPolicy>) -> Self {
+        let roles: HashSet<&str> = identity.roles.iter().map(String::as_str).collect();
+        let scopes: HashSet<&str> = identity.scopes.split_whitespace().collect();
+        let grants = |permission| {
+            let rule = policy.rule(permission);
+            rule.roles.iter().any(|r| roles.contains(r.as_str()))
+                || rule.scopes.iter().any(|s| scopes.contains(s.as_str()))
+        };
+        Self {
+            granted_read: grants(Permission::ReadQualifications),
+            granted_write: grants(Permission::WriteQualifications),
+            issuer: identity.issuer,
+            subject: identity.subject,
+            app_id: identity.app_id,
+            name: identity.name,
+            policy,
+        }
+    }
+
     pub fn require(&self, permission: Permission) -> Result<(), AuthError> {
-        let (granted, needed) = match permission {
-            Permission::ReadQualifications => (self.granted_read, &self.policy.read),
-            Permission::WriteQualifications => (self.granted_write, &self.policy.write),
+        let granted = match permission {
+            Permission::ReadQualifications => self.granted_read,
+            Permission::WriteQualifications => self.granted_write,
         };
         if granted {
-            Ok(())
-        } else {
-            Err(AuthError::InsufficientScope {
-                needed: needed.clone(),
-            })
+            return Ok(());
         }
+        let rule = self.policy.rule(permission);
+        let mut needed: Vec<String> = rule.scopes.clone();
+        needed.extend(
+            rule.roles
+                .iter()
+                .filter(|r| !rule.scopes.contains(r))
+                .cloned(),
+        );
+        Err(AuthError::InsufficientScope { needed })
     }
 }
 

@@ -27,35 +27,53 @@ impl FromRequest for Caller {
                 tracing::info!(reason = %e, "caller rejected");
                 ApiError::new(e, correlation_id)
             })?;
-            tracing::Span::current().record("caller", tracing::field::display(&caller));
+            let span = tracing::Span::current();
+            span.record("caller", caller.subject.as_str());
+            span.record("caller_issuer", caller.issuer.as_str());
+            if let Some(app) = &caller.app_id {
+                span.record("caller_app", app.as_str());
+            }
+            if let Some(name) = &caller.name {
+                span.record("caller_name", name.as_str());
+            }
             Ok(caller)
         })
     }
 }
 
 /// Exactly one `Authorization: Bearer <token>` header; the scheme is case-insensitive (RFC 7235).
+/// Per RFC 6750 §3.1, another scheme counts as no token at all, and a second way of sending a
+/// token (two headers, or `access_token` in the URL, where it would end up in logs) is an
+/// invalid request.
 fn bearer_token(request: &HttpRequest) -> Result<String, AuthError> {
+    let token_in_url = request
+        .query_string()
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("access_token"));
+    if token_in_url {
+        return Err(AuthError::InvalidRequest(
+            "send the token in the Authorization header, not the URL",
+        ));
+    }
     let mut values = request.headers().get_all(AUTHORIZATION);
     let Some(value) = values.next() else {
         return Err(AuthError::MissingToken);
     };
     if values.next().is_some() {
-        return Err(AuthError::InvalidToken(
+        return Err(AuthError::InvalidRequest(
             "more than one Authorization header",
         ));
     }
     let value = value
         .to_str()
-        .map_err(|_| AuthError::InvalidToken("malformed Authorization header"))?;
+        .map_err(|_| AuthError::InvalidRequest("malformed Authorization header"))?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::InvalidToken(
-            "Authorization scheme must be Bearer",
-        ));
+        return Err(AuthError::MissingToken);
     }
     let token = token.trim();
     if token.is_empty() {
-        return Err(AuthError::InvalidToken("empty bearer token"));
+        return Err(AuthError::InvalidRequest("empty bearer token"));
     }
     Ok(token.to_owned())
 }

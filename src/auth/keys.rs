@@ -1,137 +1,374 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::JwkSet;
+use aws_lc_rs::digest::{SHA256, digest};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+
+use crate::configuration::KeySource;
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("cannot fetch the JWKS from {url}: {reason}")]
+#[error("cannot fetch signing keys from {url}: {reason}")]
 pub struct KeyError {
     url: String,
     reason: String,
 }
 
-/// Refetching on an unknown `kid` at most this often keeps a flood of forged tokens
-/// from turning into a flood of requests to the identity provider.
-const UNKNOWN_KID_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
-/// After a failed refresh with keys still held, wait this long before trying again.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
-
-/// The caller issuer's signing keys: fetched lazily, one fetch at a time, cached for a TTL,
-/// and kept when a refresh fails so an identity-provider blip does not lock callers out.
-pub struct KeyStore {
-    http: reqwest::Client,
-    url: String,
-    ttl: Duration,
-    held: RwLock<Option<HeldKeys>>,
-    fetch_lock: tokio::sync::Mutex<()>,
-    last_forced_refetch: Mutex<Option<Instant>>,
+/// How often keys are fetched; from `caller_auth.*` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyTiming {
+    /// Held keys are refreshed this long after a successful fetch.
+    pub ttl: Duration,
+    /// After a failed fetch, no new fetch for this long: with no keys held, requests are
+    /// answered 503 at once instead of each waiting on a dead identity provider.
+    pub retry_after_failure: Duration,
+    /// A token naming an unknown `kid` forces a refetch at most this often, so a flood of
+    /// forged tokens cannot turn into a flood of requests to the identity provider.
+    pub unknown_kid_refetch: Duration,
 }
 
-#[derive(Clone)]
-struct HeldKeys {
-    keys: Arc<JwkSet>,
-    refresh_at: Instant,
+/// One public key of an issuer, parsed once at fetch time rather than on every verification.
+pub struct PublicKey {
+    pub kid: Option<String>,
+    family: KeyFamily,
+    declared_alg: Option<Algorithm>,
+    pub decoding: DecodingKey,
+    /// SHA-256 of the key material: identifies the key across refetches.
+    pub fingerprint: [u8; 32],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyFamily {
+    Rsa,
+    Ec,
+    Okp,
+}
+
+impl PublicKey {
+    fn from_jwk(jwk: &Jwk) -> Option<Self> {
+        if jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != PublicKeyUse::Signature)
+        {
+            return None;
+        }
+        let family = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => KeyFamily::Rsa,
+            AlgorithmParameters::EllipticCurve(_) => KeyFamily::Ec,
+            AlgorithmParameters::OctetKeyPair(_) => KeyFamily::Okp,
+            // A shared secret in a public key set is never a key to trust; nor is a key
+            // type this gateway does not know.
+            _ => return None,
+        };
+        // A key declared for something other than a signature algorithm (RSA-OAEP, say) is
+        // not one to check signatures with.
+        let declared_alg = match jwk.common.key_algorithm {
+            Some(declared) => Some(declared.to_string().parse::<Algorithm>().ok()?),
+            None => None,
+        };
+        let material = serde_json::to_vec(&jwk.algorithm).ok()?;
+        Some(Self {
+            kid: jwk.common.key_id.clone(),
+            family,
+            declared_alg,
+            decoding: DecodingKey::from_jwk(jwk).ok()?,
+            fingerprint: digest(&SHA256, &material)
+                .as_ref()
+                .try_into()
+                .expect("SHA-256 is 32 bytes"),
+        })
+    }
+
+    /// Whether this key may check a signature made with `alg`: same key family, and the
+    /// algorithm the key set declares for it, if any.
+    pub fn fits(&self, alg: Algorithm) -> bool {
+        let family_fits = match self.family {
+            KeyFamily::Rsa => matches!(
+                alg,
+                Algorithm::RS256
+                    | Algorithm::RS384
+                    | Algorithm::RS512
+                    | Algorithm::PS256
+                    | Algorithm::PS384
+                    | Algorithm::PS512
+            ),
+            KeyFamily::Ec => matches!(alg, Algorithm::ES256 | Algorithm::ES384),
+            KeyFamily::Okp => alg == Algorithm::EdDSA,
+        };
+        family_fits && self.declared_alg.is_none_or(|declared| declared == alg)
+    }
+}
+
+/// The usable keys of one fetch.
+pub struct SigningKeys {
+    keys: Vec<PublicKey>,
+}
+
+impl SigningKeys {
+    /// The key named by `kid`, or, for a token without one, every key that fits `alg`.
+    pub fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Vec<&PublicKey> {
+        self.keys
+            .iter()
+            .filter(|k| kid.is_none_or(|kid| k.kid.as_deref() == Some(kid)) && k.fits(alg))
+            .collect()
+    }
+
+    pub fn knows_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    pub fn holds(&self, fingerprint: &[u8; 32]) -> bool {
+        self.keys.iter().any(|k| &k.fingerprint == fingerprint)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// An issuer's signing keys: fetched at start and refreshed in the background, one fetch at
+/// a time, with the last good keys kept when a refresh fails so an identity-provider blip
+/// does not lock callers out.
+pub struct KeyStore {
+    http: reqwest::Client,
+    source: KeySource,
+    timing: KeyTiming,
+    state: RwLock<State>,
+    fetch_lock: tokio::sync::Mutex<()>,
+    last_forced_refetch: Mutex<Option<Instant>>,
+    /// The discovery document's `jwks_uri`, remembered until a key fetch from it fails.
+    discovered_jwks_url: Mutex<Option<String>>,
+}
+
+struct State {
+    held: Option<Arc<SigningKeys>>,
+    /// When the next fetch is due: a TTL after a success, a retry delay after a failure.
+    next_fetch_at: Instant,
 }
 
 impl KeyStore {
-    pub fn new(http: reqwest::Client, url: String, ttl: Duration) -> Self {
+    pub fn new(http: reqwest::Client, source: KeySource, timing: KeyTiming) -> Self {
         Self {
             http,
-            url,
-            ttl,
-            held: RwLock::new(None),
+            source,
+            timing,
+            state: RwLock::new(State {
+                held: None,
+                next_fetch_at: Instant::now(),
+            }),
             fetch_lock: tokio::sync::Mutex::new(()),
             last_forced_refetch: Mutex::new(None),
+            discovered_jwks_url: Mutex::new(None),
         }
     }
 
-    /// The keys to verify with, fetching them if none are held or they are due for refresh.
-    pub async fn current(&self) -> Result<Arc<JwkSet>, KeyError> {
-        if let Some(keys) = self.fresh() {
-            return Ok(keys);
-        }
-        // One request refreshes; while it does, the others use the keys already held
-        // instead of queueing behind a slow identity provider.
-        let _one_fetch_at_a_time = match self.fetch_lock.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => match self.read_held() {
-                Some(stale) => return Ok(stale.keys),
-                None => self.fetch_lock.lock().await,
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
+    /// The keys held right now, without fetching.
+    pub fn held(&self) -> Option<Arc<SigningKeys>> {
+        self.read_state().0
+    }
+
+    /// The keys to verify with, fetching them when none are held or they are due.
+    pub async fn current(&self) -> Result<Arc<SigningKeys>, KeyError> {
+        let (held, due) = self.read_state();
+        match held {
+            Some(keys) if !due => return Ok(keys),
+            // One request refreshes; the others keep using the keys held instead of
+            // queueing behind a slow identity provider.
+            Some(keys) => match self.fetch_lock.try_lock() {
+                Ok(_one_fetch_at_a_time) => {
+                    if self.read_state().1 {
+                        return self.refresh().await;
+                    }
+                }
+                Err(_) => return Ok(keys),
             },
-        };
-        if let Some(keys) = self.fresh() {
-            return Ok(keys);
+            // A fetch failed moments ago: answer now rather than ask again.
+            None if !due => return Err(self.unavailable()),
+            None => {
+                let _one_fetch_at_a_time = self.fetch_lock.lock().await;
+                if self.read_state().1 {
+                    return self.refresh().await;
+                }
+            }
         }
-        self.refresh().await
+        self.read_state().0.ok_or_else(|| self.unavailable())
     }
 
     /// One extra fetch for a token signed by a key we do not know (a rotation), rate-limited.
-    pub async fn refetch_for_unknown_kid(&self) -> Result<Arc<JwkSet>, KeyError> {
+    pub async fn refetch_for_unknown_kid(&self) -> Result<Arc<SigningKeys>, KeyError> {
         let allowed = {
             let mut last = self
                 .last_forced_refetch
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let allowed = last.is_none_or(|t| t.elapsed() >= UNKNOWN_KID_REFETCH_INTERVAL);
+            let allowed = last.is_none_or(|t| t.elapsed() >= self.timing.unknown_kid_refetch);
             if allowed {
                 *last = Some(Instant::now());
             }
             allowed
         };
-        if !allowed {
-            return self.current().await;
-        }
         let _one_fetch_at_a_time = self.fetch_lock.lock().await;
-        self.refresh().await
+        if allowed {
+            self.refresh().await
+        } else {
+            // Waiting for the lock above lets a refetch already under way finish first.
+            self.read_state().0.ok_or_else(|| self.unavailable())
+        }
     }
 
-    fn fresh(&self) -> Option<Arc<JwkSet>> {
-        self.read_held()
-            .filter(|h| Instant::now() < h.refresh_at)
-            .map(|h| h.keys)
+    /// Keeps the keys fresh until the task is aborted; started with the server.
+    pub async fn refresh_in_background(self: Arc<Self>) {
+        loop {
+            let next = self
+                .state
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .next_fetch_at;
+            tokio::time::sleep_until(next.into()).await;
+            let _one_fetch_at_a_time = self.fetch_lock.lock().await;
+            if self.read_state().1 {
+                let _ = self.refresh().await;
+            }
+        }
     }
 
-    fn read_held(&self) -> Option<HeldKeys> {
-        self.held.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn read_state(&self) -> (Option<Arc<SigningKeys>>, bool) {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        (state.held.clone(), Instant::now() >= state.next_fetch_at)
     }
 
-    fn store(&self, keys: Arc<JwkSet>, refresh_in: Duration) {
-        *self.held.write().unwrap_or_else(|p| p.into_inner()) = Some(HeldKeys {
-            keys,
-            refresh_at: Instant::now() + refresh_in,
-        });
+    fn unavailable(&self) -> KeyError {
+        KeyError {
+            url: self.source_url().to_owned(),
+            reason: "no keys held and the last fetch failed".into(),
+        }
     }
 
-    async fn refresh(&self) -> Result<Arc<JwkSet>, KeyError> {
-        match self.fetch().await {
+    fn source_url(&self) -> &str {
+        match &self.source {
+            KeySource::Jwks(url) | KeySource::Discovery(url) => url,
+        }
+    }
+
+    /// Fetches now; the caller holds `fetch_lock`.
+    async fn refresh(&self) -> Result<Arc<SigningKeys>, KeyError> {
+        let outcome = self.fetch().await;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        match outcome {
             Ok(keys) => {
                 let keys = Arc::new(keys);
-                tracing::info!(jwks_url = %self.url, keys = keys.keys.len(), "caller signing keys fetched");
-                self.store(keys.clone(), self.ttl);
+                tracing::info!(key_source = %self.source_url(), keys = keys.len(), "caller signing keys fetched");
+                state.held = Some(keys.clone());
+                state.next_fetch_at = Instant::now() + self.timing.ttl;
                 Ok(keys)
             }
-            Err(error) => match self.read_held() {
-                Some(stale) => {
-                    tracing::warn!(%error, "keeping the last good caller signing keys");
-                    self.store(stale.keys.clone(), RETRY_AFTER_FAILURE.min(self.ttl));
-                    Ok(stale.keys)
+            Err(error) => {
+                state.next_fetch_at = Instant::now() + self.timing.retry_after_failure;
+                match &state.held {
+                    Some(stale) => {
+                        tracing::warn!(%error, "keeping the last good caller signing keys");
+                        Ok(stale.clone())
+                    }
+                    None => {
+                        tracing::error!(%error, "no caller signing keys: these callers cannot be authenticated");
+                        Err(error)
+                    }
                 }
-                None => {
-                    tracing::error!(%error, "no caller signing keys: callers cannot be authenticated");
-                    Err(error)
-                }
-            },
+            }
         }
     }
 
-    async fn fetch(&self) -> Result<JwkSet, KeyError> {
+    async fn fetch(&self) -> Result<SigningKeys, KeyError> {
+        let url = self.jwks_url().await?;
+        let result = self.fetch_jwks(&url).await;
+        if result.is_err() {
+            // The document may have moved the keys: ask it again next time.
+            *self
+                .discovered_jwks_url
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        result
+    }
+
+    async fn jwks_url(&self) -> Result<String, KeyError> {
+        let discovery_url = match &self.source {
+            KeySource::Jwks(url) => return Ok(url.clone()),
+            KeySource::Discovery(url) => url,
+        };
+        if let Some(known) = self
+            .discovered_jwks_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(known);
+        }
+        #[derive(Deserialize)]
+        struct OpenIdConfiguration {
+            jwks_uri: String,
+        }
+        let document: OpenIdConfiguration = self.get_json(discovery_url).await?;
+        let fail = |reason: &str| KeyError {
+            url: discovery_url.clone(),
+            reason: reason.into(),
+        };
+        let jwks_uri =
+            url::Url::parse(&document.jwks_uri).map_err(|_| fail("jwks_uri is not a URL"))?;
+        // Keys named by an https document must come over https too.
+        let downgrade = discovery_url.starts_with("https:") && jwks_uri.scheme() != "https";
+        if downgrade || !matches!(jwks_uri.scheme(), "http" | "https") {
+            return Err(fail("jwks_uri must be an https URL"));
+        }
+        let jwks_uri = jwks_uri.to_string();
+        *self
+            .discovered_jwks_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(jwks_uri.clone());
+        Ok(jwks_uri)
+    }
+
+    async fn fetch_jwks(&self, url: &str) -> Result<SigningKeys, KeyError> {
+        /// Keys are parsed one by one so one key of a type we cannot use does not hide the rest.
+        #[derive(Deserialize)]
+        struct RawKeySet {
+            keys: Vec<serde_json::Value>,
+        }
+        let raw: RawKeySet = self.get_json(url).await?;
+        let keys: Vec<PublicKey> = raw
+            .keys
+            .into_iter()
+            .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
+            .filter_map(|jwk| PublicKey::from_jwk(&jwk))
+            .collect();
+        if keys.is_empty() {
+            return Err(KeyError {
+                url: url.to_owned(),
+                reason: "the key set holds no usable signing key".into(),
+            });
+        }
+        Ok(SigningKeys { keys })
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, KeyError> {
         let fail = |reason: String| KeyError {
-            url: self.url.clone(),
+            url: url.to_owned(),
             reason,
         };
         let response = self
             .http
-            .get(&self.url)
+            .get(url)
             .send()
             .await
             .map_err(|e| fail(e.without_url().to_string()))?;
@@ -139,8 +376,8 @@ impl KeyStore {
             return Err(fail(format!("status {}", response.status())));
         }
         response
-            .json::<JwkSet>()
+            .json::<T>()
             .await
-            .map_err(|e| fail(format!("not a JWKS: {}", e.without_url())))
+            .map_err(|e| fail(format!("unexpected document: {}", e.without_url())))
     }
 }

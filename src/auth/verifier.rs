@@ -1,167 +1,299 @@
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::Deserialize;
+use tokio::task::JoinHandle;
 
-use super::{AuthError, Caller, KeyStore, RolePolicy};
-use crate::configuration::CallerAuthSettings;
+use super::caller::{AccessPolicy, Identity};
+use super::keys::{KeyStore, KeyTiming, PublicKey, SigningKeys};
+use super::verified_cache::{VerifiedToken, VerifiedTokens, token_digest, unix_now};
+use super::{AuthError, Caller};
+use crate::configuration::{CallerAuthSettings, TrustedIssuer};
 
 /// Tokens larger than this are refused before any parsing.
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// Checks callers' bearer tokens against the trusted issuers' keys and claims.
 pub struct CallerVerifier {
-    keys: KeyStore,
+    issuers: Vec<Issuer>,
+    /// One per distinct key source: Entra's v1 and v2 issuers of a tenant share one.
+    key_stores: Vec<Arc<KeyStore>>,
+    policy: Arc<AccessPolicy>,
+    allowed_app_ids: Vec<String>,
+    max_lifetime_secs: Option<u64>,
+    verified: Option<VerifiedTokens>,
+}
+
+struct Issuer {
     issuer: String,
-    audience: String,
-    leeway_secs: u64,
+    audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
-    policy: Arc<RolePolicy>,
+    leeway_secs: u64,
+    keys: Arc<KeyStore>,
+}
+
+/// How ready each issuer is to authenticate its callers.
+pub struct IssuerReadiness {
+    pub issuer: String,
+    pub keys_held: bool,
 }
 
 #[derive(Deserialize)]
 struct Claims {
-    iss: String,
+    iss: Option<String>,
     sub: Option<String>,
     oid: Option<String>,
     azp: Option<String>,
     appid: Option<String>,
     name: Option<String>,
+    exp: Option<u64>,
+    iat: Option<u64>,
+    nbf: Option<u64>,
     #[serde(default)]
     roles: Vec<String>,
-    /// Delegated scopes, space-separated.
     scp: Option<String>,
 }
 
 impl CallerVerifier {
-    pub fn new(keys: KeyStore, settings: &CallerAuthSettings) -> Self {
+    pub fn new(http: reqwest::Client, settings: &CallerAuthSettings) -> Self {
+        let timing = KeyTiming {
+            ttl: Duration::from_secs(settings.jwks_ttl_secs),
+            retry_after_failure: Duration::from_secs(settings.jwks_retry_secs),
+            unknown_kid_refetch: Duration::from_secs(settings.unknown_kid_refetch_secs),
+        };
+        let mut stores = HashMap::new();
+        let issuers = settings
+            .issuers
+            .iter()
+            .filter_map(|trusted: &TrustedIssuer| {
+                let source = trusted.key_source()?;
+                let keys = stores
+                    .entry(source.clone())
+                    .or_insert_with(|| Arc::new(KeyStore::new(http.clone(), source, timing)))
+                    .clone();
+                Some(Issuer {
+                    issuer: trusted.issuer.clone(),
+                    audiences: trusted.audiences.clone(),
+                    algorithms: trusted.algorithms.clone(),
+                    leeway_secs: trusted.leeway_secs,
+                    keys,
+                })
+            })
+            .collect();
         Self {
-            keys,
-            issuer: settings.issuer.clone(),
-            audience: settings.audience.clone(),
-            leeway_secs: settings.leeway_secs,
-            algorithms: settings.algorithms.clone(),
-            policy: Arc::new(RolePolicy {
-                read: settings.read_roles.clone(),
-                write: settings.write_roles.clone(),
-            }),
+            issuers,
+            key_stores: stores.into_values().collect(),
+            policy: Arc::new(AccessPolicy::from_settings(settings)),
+            allowed_app_ids: settings
+                .allowed_app_ids
+                .iter()
+                .filter(|id| !id.trim().is_empty())
+                .cloned()
+                .collect(),
+            max_lifetime_secs: Some(settings.max_token_lifetime_secs).filter(|&s| s > 0),
+            verified: Some(settings.verified_token_cache_size)
+                .filter(|&size| size > 0)
+                .map(VerifiedTokens::new),
         }
     }
 
-    pub fn keys(&self) -> &KeyStore {
-        &self.keys
+    /// Fetches every issuer's keys now and keeps them fresh; abort the tasks to stop.
+    pub fn spawn_key_refreshers(&self) -> Vec<JoinHandle<()>> {
+        self.key_stores
+            .iter()
+            .map(|store| tokio::spawn(store.clone().refresh_in_background()))
+            .collect()
+    }
+
+    pub fn readiness(&self) -> Vec<IssuerReadiness> {
+        self.issuers
+            .iter()
+            .map(|i| IssuerReadiness {
+                issuer: i.issuer.clone(),
+                keys_held: i.keys.held().is_some(),
+            })
+            .collect()
     }
 
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::InvalidToken("token too large"));
         }
-        let header =
-            decode_header(token).map_err(|_| AuthError::InvalidToken("malformed token"))?;
-        if !self.algorithms.contains(&header.alg) {
+        let digest = token_digest(token);
+        if let Some(caller) = self.remembered(&digest) {
+            return Ok(caller);
+        }
+        let verified = self.verify_signed(token).await?;
+        self.check_app_allowed(&verified.caller)?;
+        let caller = verified.caller.clone();
+        if let Some(cache) = &self.verified {
+            cache.insert(digest, verified);
+        }
+        Ok(caller)
+    }
+
+    /// A token that passed every check before, while the key that signed it is still held.
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Caller> {
+        let cache = self.verified.as_ref()?;
+        let entry = cache.get(digest)?;
+        let key_still_held = self.issuers[entry.issuer_index]
+            .keys
+            .held()
+            .is_some_and(|keys| keys.holds(&entry.key_fingerprint));
+        if key_still_held {
+            Some(entry.caller.clone())
+        } else {
+            cache.forget(digest);
+            None
+        }
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        let header = decode_header(token).map_err(|_| header_problem(token))?;
+        let (issuer_index, issuer) = self.issuer_of(token)?;
+        if !issuer.algorithms.contains(&header.alg) {
             return Err(AuthError::InvalidToken("algorithm not allowed"));
         }
 
-        let keys = self
+        let keys = issuer
             .keys
             .current()
             .await
             .map_err(|_| AuthError::KeysUnavailable)?;
         let keys = match &header.kid {
-            Some(kid) if keys.find(kid).is_none() => self
+            Some(kid) if !keys.knows_kid(kid) => issuer
                 .keys
                 .refetch_for_unknown_kid()
                 .await
                 .map_err(|_| AuthError::KeysUnavailable)?,
             _ => keys,
         };
-        let candidates = candidate_keys(&keys, header.kid.as_deref(), header.alg);
+        let (claims, key) = self.check_signature_and_claims(token, &header, issuer, &keys)?;
+        self.check_times(&claims, issuer.leeway_secs)?;
+
+        let expires_at = claims.exp.unwrap_or_default();
+        let identity = Identity {
+            issuer: claims.iss.unwrap_or_default(),
+            subject: claims.oid.or(claims.sub).unwrap_or_default(),
+            app_id: claims.azp.or(claims.appid),
+            name: claims.name,
+            roles: claims.roles,
+            scopes: claims.scp.unwrap_or_default(),
+        };
+        Ok(VerifiedToken {
+            caller: Caller::new(identity, self.policy.clone()),
+            issuer_index,
+            key_fingerprint: key.fingerprint,
+            expires_at,
+        })
+    }
+
+    /// The trusted issuer the token claims to come from; the signature is checked next,
+    /// with that issuer's keys and rules.
+    fn issuer_of(&self, token: &str) -> Result<(usize, &Issuer), AuthError> {
+        #[derive(Deserialize)]
+        struct Unverified {
+            iss: Option<serde_json::Value>,
+        }
+        let claimed: Unverified = token
+            .split('.')
+            .nth(1)
+            .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(AuthError::InvalidToken("malformed token"))?;
+        let iss = match claimed.iss {
+            None => return Err(AuthError::InvalidToken("required claim missing")),
+            Some(serde_json::Value::String(iss)) => iss,
+            Some(_) => return Err(AuthError::InvalidToken("malformed token")),
+        };
+        self.issuers
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.issuer == iss)
+            .ok_or(AuthError::InvalidToken("issuer not trusted"))
+    }
+
+    fn check_signature_and_claims<'k>(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+        issuer: &Issuer,
+        keys: &'k SigningKeys,
+    ) -> Result<(Claims, &'k PublicKey), AuthError> {
+        let candidates = keys.candidates(header.kid.as_deref(), header.alg);
         if candidates.is_empty() {
             return Err(AuthError::InvalidToken("unknown signing key"));
         }
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&issuer.issuer]);
+        validation.set_audience(&issuer.audiences);
+        // `sub` too: a caller without one would leave a blank in the audit trail.
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = issuer.leeway_secs;
+        validation.validate_nbf = true;
 
-        let validation = self.validation(header.alg);
         let mut last_error = AuthError::InvalidToken("unknown signing key");
-        for jwk in candidates {
-            let Ok(key) = DecodingKey::from_jwk(jwk) else {
-                continue;
-            };
-            match decode::<Claims>(token, &key, &validation) {
-                Ok(data) => return Ok(self.caller_from(data.claims)),
+        for key in candidates {
+            match decode::<Claims>(token, &key.decoding, &validation) {
+                Ok(data) => return Ok((data.claims, key)),
                 Err(e) => last_error = AuthError::InvalidToken(describe(e.kind())),
             }
         }
         Err(last_error)
     }
 
-    fn validation(&self, alg: Algorithm) -> Validation {
-        let mut validation = Validation::new(alg);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        // `sub` too: a caller without one would leave a blank in the audit trail.
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = self.leeway_secs;
-        validation.validate_nbf = true;
-        validation
+    /// `iat` in the future and over-long lifetimes; jsonwebtoken checks neither.
+    fn check_times(&self, claims: &Claims, leeway_secs: u64) -> Result<(), AuthError> {
+        let now = unix_now();
+        if claims.iat.is_some_and(|iat| iat > now + leeway_secs) {
+            return Err(AuthError::InvalidToken("token issued in the future"));
+        }
+        if let Some(max) = self.max_lifetime_secs {
+            let start = claims.iat.or(claims.nbf).unwrap_or(now);
+            if claims.exp.unwrap_or_default().saturating_sub(start) > max {
+                return Err(AuthError::InvalidToken("token lifetime too long"));
+            }
+        }
+        Ok(())
     }
 
-    fn caller_from(&self, claims: Claims) -> Caller {
-        let granted: HashSet<&str> = claims
-            .roles
-            .iter()
-            .map(String::as_str)
-            .chain(claims.scp.as_deref().unwrap_or_default().split_whitespace())
-            .collect();
-        let any_of = |wanted: &[String]| wanted.iter().any(|w| granted.contains(w.as_str()));
-        Caller {
-            granted_read: any_of(&self.policy.read),
-            granted_write: any_of(&self.policy.write),
-            policy: self.policy.clone(),
-            issuer: claims.iss,
-            subject: claims.oid.or(claims.sub).unwrap_or_default(),
-            app_id: claims.azp.or(claims.appid),
-            name: claims.name,
+    fn check_app_allowed(&self, caller: &Caller) -> Result<(), AuthError> {
+        if self.allowed_app_ids.is_empty() {
+            return Ok(());
+        }
+        match &caller.app_id {
+            Some(app) if self.allowed_app_ids.contains(app) => Ok(()),
+            _ => Err(AuthError::AppNotAllowed),
         }
     }
 }
 
-/// The key named by `kid`, or, for a token without one, every key that fits the algorithm.
-fn candidate_keys<'a>(keys: &'a JwkSet, kid: Option<&str>, alg: Algorithm) -> Vec<&'a Jwk> {
-    let fits = |jwk: &&Jwk| {
-        let family_fits = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => matches!(
-                alg,
-                Algorithm::RS256
-                    | Algorithm::RS384
-                    | Algorithm::RS512
-                    | Algorithm::PS256
-                    | Algorithm::PS384
-                    | Algorithm::PS512
-            ),
-            AlgorithmParameters::EllipticCurve(_) => {
-                matches!(alg, Algorithm::ES256 | Algorithm::ES384)
-            }
-            AlgorithmParameters::OctetKeyPair(_) => alg == Algorithm::EdDSA,
-            _ => false,
-        };
-        let declared_alg_fits = jwk
-            .common
-            .key_algorithm
-            .is_none_or(|declared| declared.to_string() == format!("{alg:?}"));
-        let for_signatures = matches!(
-            jwk.common.public_key_use,
-            None | Some(PublicKeyUse::Signature)
-        );
-        family_fits && declared_alg_fits && for_signatures
-    };
-    match kid {
-        Some(kid) => keys.find(kid).into_iter().filter(fits).collect(),
-        None => keys.keys.iter().filter(fits).collect(),
+/// `alg: none` (which jsonwebtoken cannot even name) is an algorithm refused, not a
+/// malformed token; anything else unreadable in the header is malformed.
+fn header_problem(token: &str) -> AuthError {
+    #[derive(Deserialize)]
+    struct RawHeader {
+        alg: String,
+    }
+    let names_an_unknown_algorithm = token
+        .split('.')
+        .next()
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|json| serde_json::from_slice::<RawHeader>(&json).ok())
+        .is_some_and(|h| h.alg.parse::<Algorithm>().is_err());
+    if names_an_unknown_algorithm {
+        AuthError::InvalidToken("algorithm not allowed")
+    } else {
+        AuthError::InvalidToken("malformed token")
     }
 }
 
+/// The name of the failed check, and nothing that would help an attacker more.
 fn describe(kind: &ErrorKind) -> &'static str {
     match kind {
         ErrorKind::ExpiredSignature => "token expired",

@@ -19,24 +19,27 @@ pub enum ConfigurationError {
     Load(#[from] config::ConfigError),
     #[error("setting `{key}` (env {env}) {problem}")]
     Invalid {
-        key: &'static str,
+        key: String,
         env: String,
         problem: String,
     },
 }
 
 impl ConfigurationError {
-    fn invalid(key: &'static str, problem: impl Into<String>) -> Self {
+    fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        let key = key.into();
         Self::Invalid {
+            env: env_name(&key),
             key,
-            env: env_name(key),
             problem: problem.into(),
         }
     }
 }
 
-/// `partner_token.client_secret` → `PARTNER_GATEWAY__PARTNER_TOKEN__CLIENT_SECRET`.
+/// `partner_token.client_secret` → `PARTNER_GATEWAY__PARTNER_TOKEN__CLIENT_SECRET`; an item of
+/// a list (`caller_auth.issuers[1].audiences`) is set through the list's variable.
 pub fn env_name(key: &str) -> String {
+    let key = key.split('[').next().unwrap_or(key);
     format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
 }
 
@@ -80,14 +83,105 @@ pub struct TelemetrySettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CallerAuthSettings {
-    pub issuer: String,
-    pub audience: String,
-    pub jwks_url: String,
-    pub leeway_secs: u64,
+    #[serde(deserialize_with = "list_or_json")]
+    pub issuers: Vec<TrustedIssuer>,
+    pub write: AccessRule,
+    pub read: AccessRule,
+    pub allowed_app_ids: Vec<String>,
+    pub max_token_lifetime_secs: u64,
     pub jwks_ttl_secs: u64,
+    pub jwks_retry_secs: u64,
+    pub unknown_kid_refetch_secs: u64,
+    pub verified_token_cache_size: u64,
+}
+
+/// An identity provider whose tokens the gateway accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuer {
+    /// Compared exactly with the token's `iss`.
+    pub issuer: String,
+    /// The token's `aud` must be one of these.
+    pub audiences: Vec<String>,
+    /// OpenID configuration document whose `jwks_uri` names the keys; or give `jwks_url`.
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_algorithms")]
     pub algorithms: Vec<Algorithm>,
-    pub write_roles: Vec<String>,
-    pub read_roles: Vec<String>,
+    #[serde(default = "default_leeway_secs")]
+    pub leeway_secs: u64,
+}
+
+/// Where an issuer's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeySource {
+    Jwks(String),
+    Discovery(String),
+}
+
+impl TrustedIssuer {
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>, keys: KeySource) -> Self {
+        let (discovery_url, jwks_url) = match keys {
+            KeySource::Jwks(url) => (None, Some(url)),
+            KeySource::Discovery(url) => (Some(url), None),
+        };
+        Self {
+            issuer: issuer.into(),
+            audiences: vec![audience.into()],
+            discovery_url,
+            jwks_url,
+            algorithms: default_algorithms(),
+            leeway_secs: default_leeway_secs(),
+        }
+    }
+
+    /// Valid after `Settings::validate`, which refuses both or neither URL.
+    pub fn key_source(&self) -> Option<KeySource> {
+        match (&self.discovery_url, &self.jwks_url) {
+            (Some(url), None) => Some(KeySource::Discovery(url.clone())),
+            (None, Some(url)) => Some(KeySource::Jwks(url.clone())),
+            _ => None,
+        }
+    }
+}
+
+fn default_algorithms() -> Vec<Algorithm> {
+    vec![Algorithm::RS256, Algorithm::PS256, Algorithm::ES256]
+}
+
+fn default_leeway_secs() -> u64 {
+    60
+}
+
+/// Issuers come as a TOML array of tables, or, from the environment, as one JSON string.
+fn list_or_json<'de, D>(deserializer: D) -> Result<Vec<TrustedIssuer>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrJson {
+        List(Vec<TrustedIssuer>),
+        Json(String),
+    }
+    match ListOrJson::deserialize(deserializer)? {
+        ListOrJson::List(issuers) => Ok(issuers),
+        ListOrJson::Json(text) if text.trim().is_empty() => Ok(Vec::new()),
+        ListOrJson::Json(text) => serde_json::from_str(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "caller_auth.issuers is not a JSON array of issuers: {e}"
+            ))
+        }),
+    }
+}
+
+/// Roles (app tokens) or delegated scopes (user tokens), any one of which grants an operation.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccessRule {
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -173,9 +267,11 @@ impl Settings {
                     .separator("__")
                     .try_parsing(true)
                     .list_separator(",")
-                    .with_list_parse_key("caller_auth.algorithms")
-                    .with_list_parse_key("caller_auth.write_roles")
-                    .with_list_parse_key("caller_auth.read_roles"),
+                    .with_list_parse_key("caller_auth.write.roles")
+                    .with_list_parse_key("caller_auth.write.scopes")
+                    .with_list_parse_key("caller_auth.read.roles")
+                    .with_list_parse_key("caller_auth.read.scopes")
+                    .with_list_parse_key("caller_auth.allowed_app_ids"),
             )
             .build()?
             .try_deserialize()?;
@@ -200,26 +296,7 @@ impl Settings {
                 "must be greater than 0",
             ));
         }
-        if self.caller_auth.algorithms.is_empty() {
-            return Err(E::invalid(
-                "caller_auth.algorithms",
-                "must list at least one algorithm",
-            ));
-        }
-        if let Some(symmetric) = self
-            .caller_auth
-            .algorithms
-            .iter()
-            .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
-        {
-            return Err(E::invalid(
-                "caller_auth.algorithms",
-                format!("must hold only asymmetric algorithms, not {symmetric:?}"),
-            ));
-        }
-        if self.caller_auth.audience.trim().is_empty() {
-            return Err(E::invalid("caller_auth.audience", "is required"));
-        }
+        self.validate_caller_auth()?;
         for (key, value) in [
             (
                 "partner_center.connect_timeout_ms",
@@ -256,8 +333,6 @@ impl Settings {
     fn validate_production(&self) -> Result<(), ConfigurationError> {
         use ConfigurationError as E;
         let required_in_production = [
-            ("caller_auth.issuer", self.caller_auth.issuer.as_str()),
-            ("caller_auth.jwks_url", self.caller_auth.jwks_url.as_str()),
             (
                 "partner_token.tenant_id",
                 self.partner_token.tenant_id.as_str(),
@@ -289,25 +364,108 @@ impl Settings {
                 return Err(E::invalid(key, "is required in production mode"));
             }
         }
+        if self.caller_auth.issuers.is_empty() {
+            return Err(E::invalid(
+                "caller_auth.issuers",
+                "must name at least one trusted issuer in production mode",
+            ));
+        }
         for (key, url) in [
-            ("caller_auth.jwks_url", &self.caller_auth.jwks_url),
             ("partner_center.base_url", &self.partner_center.base_url),
             (
                 "partner_token.authority_url",
                 &self.partner_token.authority_url,
             ),
         ] {
-            match Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            check_http_url(key, url)?;
+        }
+        Ok(())
+    }
+
+    fn validate_caller_auth(&self) -> Result<(), ConfigurationError> {
+        use ConfigurationError as E;
+        let auth = &self.caller_auth;
+        let mut seen = std::collections::HashSet::new();
+        for (i, trusted) in auth.issuers.iter().enumerate() {
+            let key = |field: &str| format!("caller_auth.issuers[{i}].{field}");
+            if trusted.issuer.trim().is_empty() {
+                return Err(E::invalid(key("issuer"), "is required"));
+            }
+            if !seen.insert(trusted.issuer.as_str()) {
+                return Err(E::invalid(
+                    key("issuer"),
+                    format!("names {:?} a second time", trusted.issuer),
+                ));
+            }
+            if trusted.audiences.is_empty() || trusted.audiences.iter().any(|a| a.trim().is_empty())
+            {
+                return Err(E::invalid(
+                    key("audiences"),
+                    "must list at least one audience, none of them blank",
+                ));
+            }
+            match (&trusted.discovery_url, &trusted.jwks_url) {
+                (Some(url), None) => check_http_url(key("discovery_url"), url)?,
+                (None, Some(url)) => check_http_url(key("jwks_url"), url)?,
                 _ => {
                     return Err(E::invalid(
-                        key,
-                        format!("must be an http(s) URL, not {url:?}"),
+                        key("discovery_url"),
+                        "or `jwks_url` is required, not both",
                     ));
                 }
             }
+            if trusted.algorithms.is_empty() {
+                return Err(E::invalid(
+                    key("algorithms"),
+                    "must list at least one algorithm",
+                ));
+            }
+            if let Some(symmetric) = trusted
+                .algorithms
+                .iter()
+                .find(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+            {
+                return Err(E::invalid(
+                    key("algorithms"),
+                    format!("must hold only asymmetric algorithms, not {symmetric:?}"),
+                ));
+            }
+        }
+        for (key, rule) in [
+            ("caller_auth.write", &auth.write),
+            ("caller_auth.read", &auth.read),
+        ] {
+            if rule
+                .roles
+                .iter()
+                .chain(&rule.scopes)
+                .all(|r| r.trim().is_empty())
+            {
+                return Err(E::invalid(
+                    key,
+                    "must name at least one role or scope, or no caller could use the operation",
+                ));
+            }
+        }
+        for (key, value) in [
+            ("caller_auth.jwks_ttl_secs", auth.jwks_ttl_secs),
+            ("caller_auth.jwks_retry_secs", auth.jwks_retry_secs),
+        ] {
+            if value == 0 {
+                return Err(E::invalid(key, "must be greater than 0"));
+            }
         }
         Ok(())
+    }
+}
+
+fn check_http_url(key: impl Into<String>, url: &str) -> Result<(), ConfigurationError> {
+    match Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        _ => Err(ConfigurationError::invalid(
+            key,
+            format!("must be an http(s) URL, not {url:?}"),
+        )),
     }
 }
 
@@ -328,8 +486,11 @@ mod tests {
     fn production_names_the_first_missing_credential() {
         let mut s = Settings::defaults().unwrap();
         s.mode = Mode::Production;
-        s.caller_auth.issuer = "https://issuer".into();
-        s.caller_auth.jwks_url = "https://issuer/keys".into();
+        s.caller_auth.issuers = vec![TrustedIssuer::new(
+            "https://issuer",
+            "api://gateway",
+            KeySource::Jwks("https://issuer/keys".into()),
+        )];
         s.partner_token.tenant_id = "contoso.onmicrosoft.com".into();
         s.partner_token.client_id = "app".into();
         let err = s.validate().unwrap_err().to_string();
@@ -350,15 +511,90 @@ mod tests {
         s.validate().unwrap();
     }
 
+    fn one_issuer() -> TrustedIssuer {
+        TrustedIssuer::new(
+            "https://issuer",
+            "api://gateway",
+            KeySource::Jwks("https://issuer/keys".into()),
+        )
+    }
+
     #[test]
     fn symmetric_algorithms_are_refused() {
         let mut s = Settings::defaults().unwrap();
-        s.caller_auth.algorithms = vec![Algorithm::HS256];
+        let mut issuer = one_issuer();
+        issuer.algorithms = vec![Algorithm::RS256, Algorithm::HS256];
+        s.caller_auth.issuers = vec![issuer];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("caller_auth.issuers[0].algorithms"), "{err}");
         assert!(
-            s.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("caller_auth.algorithms")
+            err.contains("(env PARTNER_GATEWAY__CALLER_AUTH__ISSUERS)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_issuer_needs_exactly_one_key_source_and_an_audience() {
+        let mut s = Settings::defaults().unwrap();
+        let mut both = one_issuer();
+        both.discovery_url = Some("https://issuer/.well-known/openid-configuration".into());
+        s.caller_auth.issuers = vec![both];
+        assert!(s.validate().unwrap_err().to_string().contains("not both"));
+
+        let mut no_audience = one_issuer();
+        no_audience.audiences.clear();
+        s.caller_auth.issuers = vec![no_audience];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("caller_auth.issuers[0].audiences"), "{err}");
+
+        s.caller_auth.issuers = vec![one_issuer(), one_issuer()];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("caller_auth.issuers[1].issuer"), "{err}");
+    }
+
+    #[test]
+    fn an_operation_nobody_may_call_is_refused() {
+        let mut s = Settings::defaults().unwrap();
+        s.caller_auth.write.roles.clear();
+        s.caller_auth.write.scopes = vec![" ".into()];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("caller_auth.write"), "{err}");
+    }
+
+    #[test]
+    fn issuers_load_from_toml_and_from_one_json_variable() {
+        let toml = r#"
+            [[caller_auth.issuers]]
+            issuer = "https://sts.windows.net/t/"
+            audiences = ["api://gateway"]
+            discovery_url = "https://login.microsoftonline.com/t/v2.0/.well-known/openid-configuration"
+            algorithms = ["RS256"]
+        "#;
+        let from_toml: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .add_source(File::from_str(toml, FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        let issuer = &from_toml.caller_auth.issuers[0];
+        assert_eq!(issuer.algorithms, vec![Algorithm::RS256]);
+        assert_eq!(issuer.leeway_secs, 60);
+        assert!(matches!(issuer.key_source(), Some(KeySource::Discovery(_))));
+
+        let json = r#"[{"issuer": "https://a", "audiences": ["x"], "jwks_url": "https://a/keys"}]"#;
+        let from_json: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .set_override("caller_auth.issuers", json)
+            .unwrap()
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(from_json.caller_auth.issuers[0].issuer, "https://a");
+        assert_eq!(
+            from_json.caller_auth.issuers[0].algorithms,
+            vec![Algorithm::RS256, Algorithm::PS256, Algorithm::ES256]
         );
     }
 

@@ -8,14 +8,26 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// The gateway can serve: settings loaded (or it would not run) and the callers' signing keys held.
+/// The gateway can serve: settings loaded (or it would not run) and every trusted issuer's
+/// signing keys held. Never fetches: the background refresh does, so probes cannot hammer
+/// an identity provider.
 pub async fn readyz(verifier: web::Data<CallerVerifier>) -> HttpResponse {
-    let keys = verifier.keys().current().await;
+    let issuers = verifier.readiness();
+    let ready = issuers.iter().all(|i| i.keys_held);
+    let checks: serde_json::Map<String, serde_json::Value> = issuers
+        .into_iter()
+        .map(|i| {
+            (
+                i.issuer,
+                json!(if i.keys_held { "ok" } else { "unavailable" }),
+            )
+        })
+        .collect();
     let body = json!({
-        "status": if keys.is_ok() { "ready" } else { "not ready" },
-        "checks": { "callerSigningKeys": if keys.is_ok() { "ok" } else { "unavailable" } },
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": { "callerSigningKeys": checks },
     });
-    if keys.is_ok() {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

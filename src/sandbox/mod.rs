@@ -18,9 +18,11 @@ use utoipa::OpenApi;
 pub use signing::SigningKey;
 use state::SandboxState;
 
-use crate::configuration::{Settings, TokenEndpoint};
+use crate::configuration::{KeySource, Settings, TokenEndpoint, TrustedIssuer};
 
 pub const SANDBOX_TENANT: &str = "sandbox-partner.onmicrosoft.com";
+/// The `aud` of the caller tokens the sandbox mints; it trusts only its own issuer.
+pub const SANDBOX_AUDIENCE: &str = "api://partner-gateway";
 
 pub struct Sandbox {
     state: web::Data<SandboxState>,
@@ -33,13 +35,16 @@ impl Sandbox {
         let base = format!("{}/sandbox", gateway_url.trim_end_matches('/'));
         let state = SandboxState::new(
             base.clone(),
-            settings.caller_auth.audience.clone(),
+            SANDBOX_AUDIENCE.to_owned(),
             Duration::from_millis(settings.sandbox.approval_delay_ms),
             settings.sandbox.caller_token_ttl_secs,
         )?;
 
-        settings.caller_auth.issuer = base.clone();
-        settings.caller_auth.jwks_url = format!("{base}/keys");
+        settings.caller_auth.issuers = vec![TrustedIssuer::new(
+            base.clone(),
+            SANDBOX_AUDIENCE,
+            KeySource::Jwks(format!("{base}/keys")),
+        )];
         settings.partner_center.base_url = format!("{base}/partner-center");
         let token = &mut settings.partner_token;
         token.authority_url = format!("{base}/entra");

@@ -1,202 +1,466 @@
+//! The attack suite: every forged, stale or misaddressed token is refused with the RFC 6750
+//! challenge naming the failed check, and neither Partner Center nor Entra hears of it.
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use partner_gateway::sandbox::SigningKey;
-use serde_json::json;
+use serde_json::{Value, json};
 use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{AUDIENCE, CUSTOMER, TestApp, WRITE_ROLE, assert_problem, spawn_app};
+use crate::helpers::{
+    CUSTOMER, ISSUER, READ_ROLE, TestApp, TestOptions, WRITE_ROLE, assert_problem, spawn_app,
+    spawn_app_with,
+};
 
 const BODY: &str = r#"{"qualification":"StateOwnedEntity"}"#;
 
 /// Neither upstream may be called: not Partner Center, and not Entra for its token.
-async fn forbid_partner_center(app: &TestApp) {
+pub async fn forbid_upstream_calls(app: &TestApp) {
     for server in [&app.partner_center, &app.entra] {
         Mock::given(any())
             .respond_with(ResponseTemplate::new(500))
             .expect(0)
+            .named("no upstream call for a refused caller")
             .mount(server)
             .await;
     }
 }
 
-async fn rejected(app: &TestApp, token: &str) -> (Option<String>, serde_json::Value) {
-    let response = app.post_qualification(CUSTOMER, BODY, Some(token)).await;
-    let challenge = response
+/// Partner Center and Entra answer reads, for tests where the caller gets through.
+pub async fn serve_reads(app: &TestApp) {
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type": "Bearer", "access_token": "pc-token", "expires_in": 3600,
+        })))
+        .mount(&app.entra)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&app.partner_center)
+        .await;
+}
+
+fn challenge(response: &reqwest::Response) -> String {
+    response
         .headers()
         .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (
+        .expect("a WWW-Authenticate challenge")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// POSTs with `token` and asserts the 401 `invalid_token` answer names `reason`.
+async fn assert_invalid_token(app: &TestApp, token: &str, reason: &str) {
+    let response = app.post_qualification(CUSTOMER, BODY, Some(token)).await;
+    let challenge = challenge(&response);
+    assert_eq!(
         challenge,
-        assert_problem(response, 401, "invalid-token").await,
+        format!(
+            r#"Bearer realm="partner-gateway", error="invalid_token", error_description="{reason}""#
+        )
+    );
+    let problem = assert_problem(response, 401, "invalid-token").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains(reason),
+        "{problem}"
+    );
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn segments(token: &str) -> [String; 3] {
+    let parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts.try_into().expect("three segments")
+}
+
+fn decode_segment(segment: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+}
+
+/// One attack, one test: a fresh gateway that must refuse the token without an upstream call.
+macro_rules! refused {
+    ($name:ident, $reason:expr, |$app:ident| $token:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let $app = spawn_app().await;
+            forbid_upstream_calls(&$app).await;
+            let token: String = $token;
+            assert_invalid_token(&$app, &token, $reason).await;
+        }
+    };
+}
+
+refused!(alg_none_is_refused, "algorithm not allowed", |app| {
+    let [_, payload, _] = segments(&app.writer_token());
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    format!("{header}.{payload}.")
+});
+
+refused!(
+    hs256_signed_with_the_issuers_public_key_is_refused,
+    "algorithm not allowed",
+    |app| {
+        // Algorithm confusion: the attacker uses the published public key as an HMAC secret.
+        let public_key = serde_json::to_vec(&app.signer.public_jwk()).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(app.signer.kid().to_owned());
+        let [_, payload, _] = segments(&app.writer_token());
+        jsonwebtoken::encode(
+            &header,
+            &decode_segment(&payload),
+            &EncodingKey::from_secret(&public_key),
+        )
+        .unwrap()
+    }
+);
+
+refused!(an_expired_token_is_refused, "token expired", |app| {
+    app.token_with(
+        &[WRITE_ROLE],
+        json!({"exp": now() - 120, "iat": now() - 3720, "nbf": now() - 3720}),
     )
+});
+
+refused!(
+    a_token_not_valid_until_after_the_leeway_is_refused,
+    "token not yet valid",
+    |app| app.token_with(&[WRITE_ROLE], json!({"nbf": now() + 120}))
+);
+
+refused!(
+    a_token_issued_in_the_future_is_refused,
+    "token issued in the future",
+    |app| app.token_with(&[WRITE_ROLE], json!({"iat": now() + 3600}))
+);
+
+refused!(a_foreign_issuer_is_refused, "issuer not trusted", |app| {
+    app.token_with(&[WRITE_ROLE], json!({"iss": "https://evil.example.test/"}))
+});
+
+refused!(
+    a_foreign_audience_is_refused,
+    "audience not accepted",
+    |app| { app.token_with(&[WRITE_ROLE], json!({"aud": "api://someone-else"})) }
+);
+
+refused!(
+    a_token_without_exp_is_refused,
+    "required claim missing",
+    |app| app.token_with(&[WRITE_ROLE], json!({"exp": null}))
+);
+
+refused!(
+    a_token_without_iss_is_refused,
+    "required claim missing",
+    |app| app.token_with(&[WRITE_ROLE], json!({"iss": null}))
+);
+
+refused!(
+    a_token_without_aud_is_refused,
+    "required claim missing",
+    |app| app.token_with(&[WRITE_ROLE], json!({"aud": null}))
+);
+
+refused!(
+    a_token_without_sub_is_refused,
+    "required claim missing",
+    |app| app.token_with(&[WRITE_ROLE], json!({"sub": null}))
+);
+
+refused!(a_tampered_payload_is_refused, "signature invalid", |app| {
+    let [header, payload, signature] = segments(&app.reader_token());
+    let mut claims = decode_segment(&payload);
+    claims["roles"] = json!([WRITE_ROLE]);
+    let forged = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{forged}.{signature}")
+});
+
+refused!(
+    a_tampered_signature_is_refused,
+    "signature invalid",
+    |app| {
+        let [header, payload, signature] = segments(&app.writer_token());
+        let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        bytes[10] ^= 0x01;
+        format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(bytes))
+    }
+);
+
+refused!(
+    a_token_signed_by_an_impostor_with_the_same_kid_is_refused,
+    "signature invalid",
+    |app| {
+        let impostor = SigningKey::generate(app.signer.kid()).unwrap();
+        let [_, payload, _] = segments(&app.writer_token());
+        impostor.sign(&decode_segment(&payload)).unwrap()
+    }
+);
+
+refused!(a_truncated_token_is_refused, "malformed token", |app| {
+    let token = app.writer_token();
+    let [header, payload, _] = segments(&token);
+    format!("{header}.{}", &payload[..payload.len() / 2])
+});
+
+refused!(
+    a_token_without_a_signature_segment_is_refused,
+    "malformed token",
+    |app| {
+        let [header, payload, _] = segments(&app.writer_token());
+        format!("{header}.{payload}")
+    }
+);
+
+refused!(a_non_base64_token_is_refused, "malformed token", |_app| {
+    "!!!.@@@.###".to_owned()
+});
+
+refused!(an_oversized_token_is_refused, "token too large", |app| {
+    let padding = "x".repeat(partner_gateway::auth::MAX_TOKEN_BYTES);
+    app.token_with(&[WRITE_ROLE], json!({ "padding": padding }))
+});
+
+#[tokio::test]
+async fn an_unknown_kid_causes_exactly_one_refetch_within_the_window() {
+    let app = spawn_app_with(TestOptions {
+        mount_jwks: false,
+        ..Default::default()
+    })
+    .await;
+    forbid_upstream_calls(&app).await;
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(app.signer.jwks()))
+        // The fetch at start, then one refetch for the first unknown kid: no more.
+        .expect(2)
+        .mount(&app.identity_provider)
+        .await;
+    assert!(crate::helpers::wait_until_ready(&app.url, std::time::Duration::from_secs(10)).await);
+
+    let [_, payload, _] = segments(&app.writer_token());
+    for attempt in 0..3 {
+        let stranger = SigningKey::generate(format!("unknown-{attempt}")).unwrap();
+        let token = stranger.sign(&decode_segment(&payload)).unwrap();
+        assert_invalid_token(&app, &token, "unknown signing key").await;
+    }
+    app.identity_provider.verify().await;
 }
 
 #[tokio::test]
-async fn a_missing_token_gets_a_bare_bearer_challenge() {
+async fn a_missing_token_gets_a_bare_challenge() {
     let app = spawn_app().await;
-    forbid_partner_center(&app).await;
+    forbid_upstream_calls(&app).await;
     let response = app.post_qualification(CUSTOMER, BODY, None).await;
-    assert_eq!(
-        response.headers()["www-authenticate"],
-        r#"Bearer realm="partner-gateway""#
-    );
+    assert_eq!(challenge(&response), r#"Bearer realm="partner-gateway""#);
     assert_problem(response, 401, "unauthenticated").await;
 }
 
 #[tokio::test]
-async fn bad_tokens_fail_the_check_they_are_named_after_and_never_reach_upstream() {
+async fn another_scheme_counts_as_no_token() {
     let app = spawn_app().await;
-    forbid_partner_center(&app).await;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let valid = app.writer_token();
-    let [header, payload, signature]: [&str; 3] =
-        valid.split('.').collect::<Vec<_>>().try_into().unwrap();
-
-    let mut claims: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    claims["sub"] = json!("someone-else");
-    let forged_payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let mut forged_signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
-    forged_signature[10] ^= 0x01;
-    let impostor = SigningKey::generate(app.signer.kid()).unwrap();
-    let impostor_token = impostor
-        .sign(
-            &serde_json::from_slice::<serde_json::Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap())
-                .unwrap(),
-        )
+    forbid_upstream_calls(&app).await;
+    let response = app
+        .http
+        .get(format!("{}/v1/validation-codes", app.url))
+        .header("Authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
         .unwrap();
-
-    let cases = [
-        ("not.a.jwt".to_owned(), "malformed token"),
-        (
-            app.token_with(
-                &[WRITE_ROLE],
-                json!({"exp": now - 3600, "iat": now - 7200, "nbf": now - 7200}),
-            ),
-            "token expired",
-        ),
-        (
-            app.token_with(&[WRITE_ROLE], json!({"nbf": now + 3600})),
-            "token not yet valid",
-        ),
-        (
-            app.token_with(&[WRITE_ROLE], json!({"aud": "api://someone-else"})),
-            "audience not accepted",
-        ),
-        (
-            app.token_with(&[WRITE_ROLE], json!({"iss": "https://evil.example.test/"})),
-            "issuer not trusted",
-        ),
-        (
-            app.token_with(&[WRITE_ROLE], json!({"sub": null})),
-            "required claim missing",
-        ),
-        (
-            format!("{header}.{forged_payload}.{signature}"),
-            "signature invalid",
-        ),
-        (
-            format!(
-                "{header}.{payload}.{}",
-                URL_SAFE_NO_PAD.encode(forged_signature)
-            ),
-            "signature invalid",
-        ),
-        (impostor_token, "signature invalid"),
-        // alg "none", no signature
-        (
-            format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}."),
-            "malformed token",
-        ),
-    ];
-    for (token, reason) in cases {
-        let (challenge, problem) = rejected(&app, &token).await;
-        let challenge = challenge.unwrap_or_default();
-        assert!(
-            challenge.contains(r#"error="invalid_token""#),
-            "{reason}: {challenge}"
-        );
-        assert!(challenge.contains(reason), "{reason}: {challenge}");
-        assert!(
-            problem["detail"].as_str().unwrap().contains(reason),
-            "{reason}: {problem}"
-        );
-    }
+    // RFC 6750 §3.1: an unsupported method gets the challenge without an error code.
+    assert_eq!(challenge(&response), r#"Bearer realm="partner-gateway""#);
+    assert_problem(response, 401, "unauthenticated").await;
 }
 
 #[tokio::test]
-async fn a_reader_cannot_write() {
+async fn two_authorization_headers_are_an_invalid_request() {
     let app = spawn_app().await;
-    forbid_partner_center(&app).await;
+    forbid_upstream_calls(&app).await;
+    let token = app.reader_token();
+    let response = app
+        .http
+        .get(format!("{}/v1/validation-codes", app.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        challenge(&response),
+        r#"Bearer realm="partner-gateway", error="invalid_request", error_description="more than one Authorization header""#
+    );
+    assert_problem(response, 400, "invalid-auth-request").await;
+}
+
+#[tokio::test]
+async fn a_token_in_the_url_is_an_invalid_request() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let token = app.reader_token();
+    let response = app
+        .get(
+            &format!("/v1/validation-codes?access_token={token}"),
+            Some(&token),
+        )
+        .await;
+    assert!(challenge(&response).contains(r#"error="invalid_request""#));
+    assert_problem(response, 400, "invalid-auth-request").await;
+}
+
+#[tokio::test]
+async fn a_valid_token_without_the_role_is_forbidden() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
     let response = app
         .post_qualification(CUSTOMER, BODY, Some(&app.reader_token()))
         .await;
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        challenge.contains(r#"error="insufficient_scope""#),
-        "{challenge}"
-    );
-    assert_problem(response, 403, "insufficient-scope").await;
-}
-
-#[tokio::test]
-async fn a_token_without_roles_cannot_read() {
-    let app = spawn_app().await;
-    forbid_partner_center(&app).await;
-    let token = app.token_with(&[], json!({}));
-    let response = app.get("/v1/validation-codes", Some(&token)).await;
-    assert_problem(response, 403, "insufficient-scope").await;
-}
-
-#[tokio::test]
-async fn readers_and_delegated_scopes_may_read() {
-    let app = spawn_app().await;
-    app.mount_token_endpoint("pc-token", 1).await;
-    Mock::given(method("GET"))
-        .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .expect(2)
-        .mount(&app.partner_center)
-        .await;
-    let path = format!("/v1/customers/{CUSTOMER}/qualifications");
     assert_eq!(
-        app.get(&path, Some(&app.reader_token())).await.status(),
-        200
+        challenge(&response),
+        r#"Bearer realm="partner-gateway", error="insufficient_scope", scope="Qualifications.ReadWrite""#
     );
+    let problem = assert_problem(response, 403, "insufficient-scope").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Qualifications.ReadWrite")
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_roles_or_scopes_cannot_read() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let token = app.token_with(&[], json!({"scp": "openid profile"}));
+    let response = app.get("/v1/validation-codes", Some(&token)).await;
+    assert!(challenge(&response).contains(r#"error="insufficient_scope""#));
+    assert_problem(response, 403, "insufficient-scope").await;
+}
+
+#[tokio::test]
+async fn a_scope_only_user_token_may_read_but_not_write() {
+    let app = spawn_app().await;
+    serve_reads(&app).await;
     let user = app.token_with(
         &[],
-        json!({"scp": "openid Qualifications.Read", "aud": AUDIENCE}),
+        json!({"scp": "openid Qualifications.Read", "oid": "user-object-id", "azp": null}),
     );
+    let path = format!("/v1/customers/{CUSTOMER}/qualifications");
     assert_eq!(app.get(&path, Some(&user)).await.status(), 200);
+    let response = app.post_qualification(CUSTOMER, BODY, Some(&user)).await;
+    assert_problem(response, 403, "insufficient-scope").await;
 }
 
 #[tokio::test]
-async fn the_scheme_is_case_insensitive_but_must_be_bearer() {
+async fn a_scope_grants_write_as_a_role_does() {
     let app = spawn_app().await;
-    app.mount_token_endpoint("pc-token", 1).await;
-    Mock::given(method("GET"))
-        .and(path("/v1/customers/all/validations"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .expect(1)
-        .mount(&app.partner_center)
+    serve_reads(&app).await;
+    let user = app.token_with(&[], json!({"scp": "Qualifications.ReadWrite"}));
+    // Validation runs after authorization: a 400 shows the caller got through.
+    let response = app
+        .post_qualification(CUSTOMER, r#"{"qualification":"Nope"}"#, Some(&user))
         .await;
-    let send = |value: String| {
-        app.http
-            .get(format!("{}/v1/validation-codes", app.url))
-            .header("Authorization", value)
-            .send()
-    };
+    assert_problem(response, 400, "invalid-request").await;
+}
+
+#[tokio::test]
+async fn a_role_name_in_scp_or_a_scope_name_in_roles_does_not_count_when_not_configured() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.caller_auth.read.roles = vec!["Reader.App".into()];
+            settings.caller_auth.read.scopes = vec!["reader.user".into()];
+        })),
+        ..Default::default()
+    })
+    .await;
+    forbid_upstream_calls(&app).await;
+    let crossed = app.token_with(&["reader.user"], json!({"scp": "Reader.App"}));
+    let response = app.get("/v1/validation-codes", Some(&crossed)).await;
+    assert_problem(response, 403, "insufficient-scope").await;
+}
+
+#[tokio::test]
+async fn the_scheme_name_is_case_insensitive() {
+    let app = spawn_app().await;
+    serve_reads(&app).await;
+    let response = app
+        .http
+        .get(format!("{}/v1/validation-codes", app.url))
+        .header("Authorization", format!("bEaReR {}", app.reader_token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_token_living_longer_than_allowed_is_refused() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.caller_auth.max_token_lifetime_secs = 3600;
+        })),
+        ..Default::default()
+    })
+    .await;
+    forbid_upstream_calls(&app).await;
+    let long_lived = app.token_with(&[WRITE_ROLE], json!({"exp": now() + 86_400}));
+    assert_invalid_token(&app, &long_lived, "token lifetime too long").await;
+}
+
+#[tokio::test]
+async fn only_allowed_client_applications_get_through() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.caller_auth.allowed_app_ids = vec!["trusted-app".into()];
+        })),
+        ..Default::default()
+    })
+    .await;
+    serve_reads(&app).await;
+    let stranger = app.token_with(&[READ_ROLE], json!({"azp": "caller-app"}));
+    let response = app.get("/v1/validation-codes", Some(&stranger)).await;
+    assert!(challenge(&response).contains(r#"error="insufficient_scope""#));
+    assert_problem(response, 403, "app-not-allowed").await;
+
+    // A v1 token names its client in `appid`.
+    let trusted = app.token_with(&[READ_ROLE], json!({"azp": null, "appid": "trusted-app"}));
     assert_eq!(
-        send(format!("bEaReR {}", app.reader_token()))
+        app.get("/v1/validation-codes", Some(&trusted))
             .await
-            .unwrap()
             .status(),
         200
     );
-    let basic = send("Basic dXNlcjpwYXNz".into()).await.unwrap();
-    assert_problem(basic, 401, "invalid-token").await;
+}
+
+#[tokio::test]
+async fn the_caller_is_on_the_request_span() {
+    let app = spawn_app().await;
+    serve_reads(&app).await;
+    let subject = format!("oid-{}", uuid::Uuid::new_v4().simple());
+    let token = app.token_with(
+        &[READ_ROLE],
+        json!({"oid": subject, "azp": "span-test-app", "name": "Ada Lovelace"}),
+    );
+    assert_eq!(
+        app.get("/v1/validation-codes", Some(&token)).await.status(),
+        200
+    );
+    let logs = crate::helpers::captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&subject))
+        .expect("a log line inside the request span names the caller");
+    for field in [
+        format!(r#""caller":"{subject}""#),
+        r#""caller_app":"span-test-app""#.to_owned(),
+        format!(r#""caller_issuer":"{ISSUER}""#),
+        r#""caller_name":"Ada Lovelace""#.to_owned(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+    assert!(!logs.contains(&token), "the token itself is never logged");
 }

@@ -1,7 +1,9 @@
 use std::io::Write;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use partner_gateway::configuration::{LogFormat, Mode, Settings, UpstreamContract};
+use partner_gateway::configuration::{
+    KeySource, LogFormat, Mode, Settings, TrustedIssuer, UpstreamContract,
+};
 use partner_gateway::sandbox::SigningKey;
 use partner_gateway::startup::Application;
 use partner_gateway::telemetry::{get_subscriber, init_subscriber};
@@ -70,12 +72,17 @@ pub struct TestApp {
     pub refresh_token: String,
 }
 
+/// Adjusts the settings; gets the identity provider's mock server for its URL.
+pub type ConfigureSettings = Box<dyn FnOnce(&mut Settings, &MockServer)>;
+
 pub struct TestOptions {
     pub contract: UpstreamContract,
     pub request_timeout_ms: u64,
     pub v2_token_endpoint: bool,
     pub mount_jwks: bool,
     pub partner_center_base_url: Option<String>,
+    /// Last word on the settings, after the defaults above.
+    pub configure: Option<ConfigureSettings>,
 }
 
 impl Default for TestOptions {
@@ -86,6 +93,7 @@ impl Default for TestOptions {
             v2_token_endpoint: false,
             mount_jwks: true,
             partner_center_base_url: None,
+            configure: None,
         }
     }
 }
@@ -111,9 +119,11 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.mode = Mode::Production;
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.workers = 1;
-    settings.caller_auth.issuer = ISSUER.into();
-    settings.caller_auth.audience = AUDIENCE.into();
-    settings.caller_auth.jwks_url = format!("{}/keys", identity_provider.uri());
+    settings.caller_auth.issuers = vec![TrustedIssuer::new(
+        ISSUER,
+        AUDIENCE,
+        KeySource::Jwks(format!("{}/keys", identity_provider.uri())),
+    )];
     settings.partner_center.base_url = options
         .partner_center_base_url
         .unwrap_or_else(|| partner_center.uri());
@@ -126,6 +136,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.partner_token.refresh_token = Some(SecretString::from(refresh_token.clone()));
     if options.v2_token_endpoint {
         settings.partner_token.endpoint = partner_gateway::configuration::TokenEndpoint::V2;
+    }
+    if let Some(configure) = options.configure {
+        configure(&mut settings, &identity_provider);
     }
 
     let application = Application::build(settings).await.expect("app builds");
@@ -168,9 +181,7 @@ impl TestApp {
             "nbf": now,
             "exp": now + 600,
         });
-        if let (Value::Object(claims), Value::Object(extra)) = (&mut claims, extra) {
-            claims.extend(extra);
-        }
+        merge_claims(&mut claims, extra);
         self.signer.sign(&claims).unwrap()
     }
 
@@ -231,6 +242,39 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         self.get_request(path, token).send().await.unwrap()
+    }
+}
+
+/// Adds `extra`'s claims to `claims`; a `null` removes the claim instead.
+pub fn merge_claims(claims: &mut Value, extra: Value) {
+    if let (Value::Object(claims), Value::Object(extra)) = (claims, extra) {
+        for (name, value) in extra {
+            if value.is_null() {
+                claims.remove(&name);
+            } else {
+                claims.insert(name, value);
+            }
+        }
+    }
+}
+
+/// Polls `/readyz` until it answers 200 (true) or `limit` passes (false).
+pub async fn wait_until_ready(url: &str, limit: std::time::Duration) -> bool {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let ready = http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! One test binary: shared helpers, one module per area.
 
 mod auth;
+mod auth_keys;
 mod health;
 mod helpers;
 mod openapi;

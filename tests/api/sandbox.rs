@@ -214,13 +214,7 @@ async fn sandbox_tokens_carry_the_roles_asked_for() {
 #[tokio::test]
 async fn the_sandbox_is_ready_and_documents_its_token_endpoint() {
     let sandbox = Sandbox::start(100).await;
-    let ready = sandbox
-        .http
-        .get(format!("{}/readyz", sandbox.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert!(crate::helpers::wait_until_ready(&sandbox.url, Duration::from_secs(10)).await);
     let spec: Value = sandbox
         .http
         .get(format!("{}/openapi.json", sandbox.url))
