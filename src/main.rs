@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Print the OpenAPI document (what openapi/openapi.json must hold) and exit.
     Openapi,
+    /// Load and check the settings, print them (secrets redacted) and exit: 0 when valid.
+    CheckConfig,
 }
 
 #[tokio::main]
@@ -33,6 +35,10 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
+    if let Some(Command::CheckConfig) = cli.command {
+        println!("{settings:#?}");
+        return Ok(());
+    }
     init_subscriber(get_subscriber(
         &settings.telemetry.log_level,
         settings.telemetry.log_format,

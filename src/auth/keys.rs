@@ -381,3 +381,34 @@ impl KeyStore {
             .map_err(|e| fail(format!("unexpected document: {}", e.without_url())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(extra: serde_json::Value) -> Option<PublicKey> {
+        let signer = crate::sandbox::SigningKey::generate("k").unwrap();
+        let mut jwk = serde_json::to_value(signer.public_jwk()).unwrap();
+        if let (serde_json::Value::Object(jwk), serde_json::Value::Object(extra)) =
+            (&mut jwk, extra)
+        {
+            jwk.extend(extra);
+        }
+        PublicKey::from_jwk(&serde_json::from_value(jwk).unwrap())
+    }
+
+    #[test]
+    fn a_key_checks_only_its_own_family_and_declared_algorithm() {
+        let ec = key(serde_json::json!({})).unwrap();
+        assert!(ec.fits(Algorithm::ES256));
+        assert!(!ec.fits(Algorithm::ES384), "declared ES256");
+        assert!(!ec.fits(Algorithm::RS256));
+        assert!(!ec.fits(Algorithm::HS256));
+    }
+
+    #[test]
+    fn encryption_keys_are_not_signing_keys() {
+        assert!(key(serde_json::json!({"use": "enc"})).is_none());
+        assert!(key(serde_json::json!({"alg": "ECDH-ES"})).is_none());
+    }
+}

@@ -77,3 +77,51 @@ impl VerifiedTokens {
         self.cache.invalidate(digest);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AccessPolicy;
+    use crate::auth::caller::Identity;
+    use crate::configuration::Settings;
+
+    fn entry(expires_at: u64) -> VerifiedToken {
+        let policy = Arc::new(AccessPolicy::from_settings(
+            &Settings::defaults().unwrap().caller_auth,
+        ));
+        let identity = Identity {
+            issuer: "https://issuer".into(),
+            subject: "subject".into(),
+            app_id: None,
+            name: None,
+            roles: vec![],
+            scopes: String::new(),
+        };
+        VerifiedToken {
+            caller: Caller::new(identity, policy),
+            issuer_index: 0,
+            key_fingerprint: [0; 32],
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_token_is_remembered_until_its_exp_and_not_a_second_longer() {
+        let cache = VerifiedTokens::new(10);
+        let live = token_digest("live");
+        let expired = token_digest("expired");
+        cache.insert(live, entry(unix_now() + 600));
+        cache.insert(expired, entry(unix_now()));
+        assert!(cache.get(&live).is_some());
+        assert!(cache.get(&expired).is_none());
+        assert!(cache.get(&token_digest("never seen")).is_none());
+        cache.forget(&live);
+        assert!(cache.get(&live).is_none());
+    }
+
+    #[test]
+    fn the_key_is_a_digest_of_the_whole_token() {
+        assert_ne!(token_digest("a.b.c"), token_digest("a.b.d"));
+        assert_eq!(token_digest("a.b.c"), token_digest("a.b.c"));
+    }
+}

@@ -2,6 +2,7 @@
 
 mod auth;
 mod auth_keys;
+mod configuration;
 mod health;
 mod helpers;
 mod openapi;

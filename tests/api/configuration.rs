@@ -1,0 +1,107 @@
+//! The settings as an operator sets them: environment variables read by the real binary.
+
+use std::process::Command;
+
+fn check_config(env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_partner-gateway"));
+    command.arg("check-config");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PARTNER_GATEWAY") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().expect("the gateway binary runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+const PRODUCTION: [(&str, &str); 5] = [
+    ("PARTNER_GATEWAY__MODE", "production"),
+    (
+        "PARTNER_GATEWAY__PARTNER_TOKEN__TENANT_ID",
+        "contoso-partner",
+    ),
+    ("PARTNER_GATEWAY__PARTNER_TOKEN__CLIENT_ID", "gateway-app"),
+    (
+        "PARTNER_GATEWAY__PARTNER_TOKEN__CLIENT_SECRET",
+        "secret-never-printed",
+    ),
+    (
+        "PARTNER_GATEWAY__PARTNER_TOKEN__REFRESH_TOKEN",
+        "refresh-never-printed",
+    ),
+];
+
+#[test]
+fn trusted_issuers_come_from_one_json_variable() {
+    let issuers = r#"[
+        {"issuer": "https://sts.windows.net/t/", "audiences": ["api://gw"],
+         "discovery_url": "https://login.microsoftonline.com/t/v2.0/.well-known/openid-configuration"},
+        {"issuer": "https://login.microsoftonline.com/t/v2.0", "audiences": ["gw-id"],
+         "jwks_url": "https://login.microsoftonline.com/t/discovery/v2.0/keys", "algorithms": ["RS256"]}
+    ]"#;
+    let mut env = PRODUCTION.to_vec();
+    env.push(("PARTNER_GATEWAY__CALLER_AUTH__ISSUERS", issuers));
+    env.push((
+        "PARTNER_GATEWAY__CALLER_AUTH__ALLOWED_APP_IDS",
+        "app-a,app-b",
+    ));
+    env.push(("PARTNER_GATEWAY__CALLER_AUTH__READ__SCOPES", "Custom.Read"));
+    let (ok, text) = check_config(&env);
+    assert!(ok, "{text}");
+    for expected in [
+        "https://sts.windows.net/t/",
+        "https://login.microsoftonline.com/t/v2.0",
+        "\"app-b\"",
+        "\"Custom.Read\"",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    assert!(!text.contains("never-printed"), "{text}");
+}
+
+#[test]
+fn production_without_a_trusted_issuer_does_not_start() {
+    let (ok, text) = check_config(&PRODUCTION);
+    assert!(!ok);
+    assert!(
+        text.contains("PARTNER_GATEWAY__CALLER_AUTH__ISSUERS"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_malformed_issuer_list_is_named() {
+    let mut env = PRODUCTION.to_vec();
+    env.push((
+        "PARTNER_GATEWAY__CALLER_AUTH__ISSUERS",
+        r#"[{"issuer": "x"}"#,
+    ));
+    let (ok, text) = check_config(&env);
+    assert!(!ok);
+    assert!(text.contains("caller_auth.issuers"), "{text}");
+}
+
+#[test]
+fn the_readme_entra_example_is_valid_configuration() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("# gateway.toml")
+        .expect("README has the Entra example");
+    let example = &readme[start..];
+    let example = &example[..example.find("```").expect("the example's block ends")];
+    let file = std::env::temp_dir().join(format!("gateway-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, example).unwrap();
+    let mut env = PRODUCTION.to_vec();
+    let path = file.to_str().unwrap().to_owned();
+    env.push(("PARTNER_GATEWAY_CONFIG", &path));
+    let (ok, text) = check_config(&env);
+    std::fs::remove_file(&file).unwrap();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("https://sts.windows.net/<tenant-id>/"),
+        "{text}"
+    );
+}
