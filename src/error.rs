@@ -215,7 +215,16 @@ impl ApiError {
                     None => "Partner Center asks to slow down; try again later.".into(),
                 },
             ),
-            K::Upstream(U::ServerError { status }) => m(
+            K::Upstream(U::ServerError {
+                status,
+                retry_after_secs: Some(secs),
+            }) if status.as_u16() == 503 => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream-unavailable",
+                "Partner Center is unavailable",
+                format!("Partner Center is unavailable and asks to wait {secs} seconds before trying again."),
+            ),
+            K::Upstream(U::ServerError { status, .. }) => m(
                 StatusCode::BAD_GATEWAY,
                 "upstream-error",
                 "Partner Center failed",
@@ -317,9 +326,15 @@ impl ResponseError for ApiError {
         if let Some(challenge) = self.www_authenticate() {
             response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
-        if let ApiErrorKind::Upstream(UpstreamError::Throttled {
-            retry_after_secs: Some(secs),
-        }) = &self.kind
+        if let ApiErrorKind::Upstream(
+            UpstreamError::Throttled {
+                retry_after_secs: Some(secs),
+            }
+            | UpstreamError::ServerError {
+                retry_after_secs: Some(secs),
+                ..
+            },
+        ) = &self.kind
         {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(*secs)));
         }

@@ -200,6 +200,10 @@ pub struct PartnerCenterSettings {
     pub locale: String,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
+    pub max_retries: usize,
+    pub retry_base_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    pub call_deadline_ms: u64,
 }
 
 impl PartnerCenterSettings {
@@ -305,6 +309,14 @@ impl Settings {
             (
                 "partner_center.request_timeout_ms",
                 self.partner_center.request_timeout_ms,
+            ),
+            (
+                "partner_center.retry_base_delay_ms",
+                self.partner_center.retry_base_delay_ms,
+            ),
+            (
+                "partner_center.call_deadline_ms",
+                self.partner_center.call_deadline_ms,
             ),
         ] {
             if value == 0 {

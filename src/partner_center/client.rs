@@ -1,6 +1,8 @@
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -42,6 +44,45 @@ pub struct PartnerCenterClient {
     contract: UpstreamContract,
     locale: HeaderValue,
     tokens: Arc<TokenProvider>,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+}
+
+/// When to try a logical call again, and how long to wait first.
+#[derive(Debug, Clone)]
+struct RetryPolicy {
+    max_retries: usize,
+    base_delay: Duration,
+    max_delay: Duration,
+    /// For the whole logical call, every attempt and wait included.
+    deadline: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter, so replicas retrying together spread out.
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::new()
+            .with_min_delay(self.base_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(self.max_retries)
+    }
+
+    /// The backoff's next wait, or Partner Center's `Retry-After` when longer (never at once);
+    /// `None` (give up and answer) when retries are spent or the wait would pass the deadline.
+    fn wait_before_retry(
+        &self,
+        error: &UpstreamError,
+        backoff: Option<Duration>,
+        deadline: Instant,
+    ) -> Option<Duration> {
+        let backoff = backoff?;
+        let wait = error
+            .retry_after()
+            .map_or(backoff, |asked| asked.max(backoff));
+        (Instant::now() + wait < deadline).then_some(wait)
+    }
 }
 
 /// The current contract's body: everything in JSON. The legacy contract moves the code to `?code=`.
@@ -70,6 +111,13 @@ impl PartnerCenterClient {
             locale: HeaderValue::from_str(&settings.locale)
                 .unwrap_or_else(|_| HeaderValue::from_static("en-US")),
             tokens,
+            request_timeout: settings.request_timeout(),
+            retry: RetryPolicy {
+                max_retries: settings.max_retries,
+                base_delay: Duration::from_millis(settings.retry_base_delay_ms),
+                max_delay: Duration::from_millis(settings.retry_max_delay_ms),
+                deadline: Duration::from_millis(settings.call_deadline_ms),
+            },
         }
     }
 
@@ -151,8 +199,9 @@ impl PartnerCenterClient {
             .unwrap_or_default())
     }
 
-    /// One logical call: token, headers, send, and the answer sorted into success or error.
-    /// `Ok(None)` is a success without a body.
+    /// One logical call: attempts with the same `MS-RequestId` until one succeeds, a verdict
+    /// comes back, the retries run out or the deadline would pass. `Ok(None)` is a success
+    /// without a body.
     async fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -167,48 +216,93 @@ impl PartnerCenterClient {
             path,
             ms_request_id = %call.request_id,
             ms_correlation_id = %call.correlation_id,
-            status = tracing::field::Empty,
-            elapsed_ms = tracing::field::Empty,
+            attempts = tracing::field::Empty,
         );
-        async move {
-            let token = self.tokens.get().await.map_err(UpstreamError::Token)?;
-            let mut request = self
-                .http
-                .request(method, format!("{}{path}", self.base_url))
-                .headers(self.headers(call, token.authorization_header()));
-            if let Some(query) = query {
-                request = request.query(&[query]);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let started = Instant::now();
-            let result = request.send().await;
-            let span = tracing::Span::current();
-            span.record("elapsed_ms", started.elapsed().as_millis() as u64);
-            // Errors drop the URL: in the legacy contract it carries the validation code.
-            let response = result.map_err(|e| {
-                let e = e.without_url();
-                tracing::warn!(error = %e, "Partner Center call failed");
-                UpstreamError::from(e)
-            })?;
-            let status = response.status();
-            span.record("status", status.as_u16());
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let bytes = response.bytes().await?;
-            tracing::info!("Partner Center answered {status}");
-            if status == StatusCode::UNAUTHORIZED {
-                // Our token was refused (revoked, consent changed): do not keep using it.
-                self.tokens.invalidate().await;
-            }
-            interpret(status, retry_after, &bytes)
+        let deadline = Instant::now() + self.retry.deadline;
+        let attempts = AtomicU32::new(0);
+        let token_refreshed = AtomicBool::new(false);
+        let attempt = || {
+            let number = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            self.attempt(method.clone(), path, query, body, call, deadline, number)
+        };
+        let result = attempt
+            .retry(self.retry.backoff())
+            .sleep(tokio::time::sleep)
+            .when(|e: &UpstreamError| {
+                e.is_transient() || (e.is_unauthorized() && !token_refreshed.load(Ordering::Relaxed))
+            })
+            .adjust(|e, backoff| {
+                if e.is_unauthorized() {
+                    // Our token was refused and dropped: one more try, with a fresh one.
+                    token_refreshed.store(true, Ordering::Relaxed);
+                    return Some(Duration::ZERO);
+                }
+                self.retry.wait_before_retry(e, backoff, deadline)
+            })
+            .notify(|e, wait| {
+                tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "retrying the Partner Center call with the same MS-RequestId");
+            })
+            .instrument(span.clone())
+            .await;
+        span.record("attempts", attempts.load(Ordering::Relaxed));
+        result
+    }
+
+    /// One HTTP exchange of a logical call.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<(&str, &str)>,
+        body: Option<&B>,
+        call: UpstreamCall,
+        deadline: Instant,
+        number: u32,
+    ) -> Result<Option<T>, UpstreamError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(UpstreamError::Timeout);
         }
-        .instrument(span)
-        .await
+        let token = self.tokens.get().await.map_err(UpstreamError::Token)?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .headers(self.headers(call, token.authorization_header()))
+            .timeout(self.request_timeout.min(remaining));
+        if let Some(query) = query {
+            request = request.query(&[query]);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let started = Instant::now();
+        let result = request.send().await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        // Errors drop the URL: in the legacy contract it carries the validation code.
+        let response = result.map_err(|e| {
+            let e = e.without_url();
+            tracing::warn!(attempt = number, elapsed_ms, error = %e, "Partner Center call failed");
+            UpstreamError::from(e)
+        })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let bytes = response.bytes().await?;
+        tracing::info!(
+            attempt = number,
+            status = status.as_u16(),
+            elapsed_ms,
+            "Partner Center answered {status}"
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            // Our token was refused (revoked, consent changed): do not keep using it.
+            self.tokens.invalidate().await;
+        }
+        interpret(status, retry_after, &bytes)
     }
 
     fn headers(&self, call: UpstreamCall, authorization: HeaderValue) -> HeaderMap {
@@ -261,7 +355,10 @@ fn interpret<T: DeserializeOwned>(
         });
     }
     if status.is_server_error() {
-        return Err(UpstreamError::ServerError { status });
+        return Err(UpstreamError::ServerError {
+            status,
+            retry_after_secs: retry_after.or_else(|| error.retry_after_secs()),
+        });
     }
     Err(UpstreamError::InvalidResponse {
         reason: format!("unexpected status {status}"),

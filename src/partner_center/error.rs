@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 
@@ -16,7 +17,10 @@ pub enum UpstreamError {
     #[error("Partner Center is throttling (retry after {retry_after_secs:?} s)")]
     Throttled { retry_after_secs: Option<u64> },
     #[error("Partner Center failed with {status}")]
-    ServerError { status: StatusCode },
+    ServerError {
+        status: StatusCode,
+        retry_after_secs: Option<u64>,
+    },
     #[error("Partner Center's answer could not be read: {reason}")]
     InvalidResponse { reason: String },
     #[error("Partner Center could not be reached: {reason}")]
@@ -25,6 +29,35 @@ pub enum UpstreamError {
     Timeout,
     #[error("no Partner Center token: {0}")]
     Token(Arc<TokenError>),
+}
+
+impl UpstreamError {
+    /// Worth another attempt with the same `MS-RequestId`: the request may not have been
+    /// processed, or Partner Center says it is momentarily unable to. Never a 4xx verdict
+    /// on the request itself (400, 403, 404, 409, 412).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::Timeout | Self::Throttled { .. } => true,
+            Self::ServerError { status, .. } => matches!(status.as_u16(), 500 | 502 | 503 | 504),
+            Self::Rejected { status, .. } => status.as_u16() == 408,
+            Self::InvalidResponse { .. } | Self::Token(_) => false,
+        }
+    }
+
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Self::Rejected { status, .. } if status.as_u16() == 401)
+    }
+
+    /// The wait Partner Center asked for, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after_secs }
+            | Self::ServerError {
+                retry_after_secs, ..
+            } => retry_after_secs.map(Duration::from_secs),
+            _ => None,
+        }
+    }
 }
 
 impl From<reqwest::Error> for UpstreamError {

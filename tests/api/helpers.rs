@@ -129,6 +129,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         .unwrap_or_else(|| partner_center.uri());
     settings.partner_center.contract = options.contract;
     settings.partner_center.request_timeout_ms = options.request_timeout_ms;
+    // Retries wait milliseconds in tests, not seconds.
+    settings.partner_center.retry_base_delay_ms = 5;
+    settings.partner_center.retry_max_delay_ms = 40;
     settings.partner_token.authority_url = entra.uri();
     settings.partner_token.tenant_id = PARTNER_TENANT.into();
     settings.partner_token.client_id = "gateway-client-id".into();

@@ -10,4 +10,5 @@ mod partner_token;
 mod sandbox;
 mod upstream_calls;
 mod upstream_errors;
+mod upstream_retries;
 mod validation;

@@ -8,14 +8,25 @@ use crate::helpers::{CUSTOMER, TestApp, TestOptions, assert_problem, spawn_app, 
 
 const SOE: &str = r#"{"qualification":"StateOwnedEntity"}"#;
 
-async fn partner_center_answers(app: &TestApp, response: ResponseTemplate) {
+/// Partner Center answers every attempt with `response`; exactly `attempts` arrive.
+async fn partner_center_answers(app: &TestApp, response: ResponseTemplate, attempts: u64) {
     app.mount_token_endpoint("pc-token", 1).await;
     Mock::given(method("POST"))
         .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
         .respond_with(response)
-        .expect(1)
+        .expect(attempts)
         .mount(&app.partner_center)
         .await;
+}
+
+/// A 2 s deadline per logical call: Partner Center's longer waits are passed on, not waited.
+fn short_deadline() -> TestOptions {
+    TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_center.call_deadline_ms = 2_000;
+        })),
+        ..Default::default()
+    }
 }
 
 async fn post(app: &TestApp) -> reqwest::Response {
@@ -40,6 +51,7 @@ async fn a_partner_center_4xx_keeps_its_status_code_and_description() {
         ResponseTemplate::new(400).set_body_json(json!({
             "code": 600042, "description": "The validation code is not valid.", "data": [], "source": "PartnerFD"
         })),
+        1,
     )
     .await;
     let problem = assert_problem(post(&app).await, 400, "upstream-rejected").await;
@@ -58,6 +70,7 @@ async fn an_unknown_customer_is_a_404() {
         &app,
         ResponseTemplate::new(404)
             .set_body_json(json!({"code": "600001", "description": "Customer not found"})),
+        1,
     )
     .await;
     let problem = assert_problem(post(&app).await, 404, "upstream-rejected").await;
@@ -65,9 +78,9 @@ async fn an_unknown_customer_is_a_404() {
 }
 
 #[tokio::test]
-async fn a_401_from_partner_center_is_the_gateways_problem_and_drops_its_token() {
+async fn a_401_gets_one_fresh_token_and_one_retry_then_is_the_gateways_problem() {
     let app = spawn_app().await;
-    // Two calls, two token requests: the refused token is not reused.
+    // The refused token is dropped: the retry redeems a new one. No third attempt.
     app.mount_token_endpoint("pc-token", 2).await;
     Mock::given(method("POST"))
         .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
@@ -75,21 +88,20 @@ async fn a_401_from_partner_center_is_the_gateways_problem_and_drops_its_token()
         .expect(2)
         .mount(&app.partner_center)
         .await;
-    for _ in 0..2 {
-        let response = post(&app).await;
-        assert!(response.headers().get("www-authenticate").is_none());
-        assert_problem(response, 502, "partner-credentials-rejected").await;
-    }
+    let response = post(&app).await;
+    assert!(response.headers().get("www-authenticate").is_none());
+    assert_problem(response, 502, "partner-credentials-rejected").await;
 }
 
 #[tokio::test]
-async fn throttling_is_passed_on_with_retry_after() {
-    let app = spawn_app().await;
+async fn throttling_beyond_the_deadline_is_passed_on_with_retry_after() {
+    let app = spawn_app_with(short_deadline()).await;
     partner_center_answers(
         &app,
         ResponseTemplate::new(429)
             .insert_header("Retry-After", "17")
             .set_body_json(json!({"statusCode": 429, "message": "Rate limit is exceeded. Try again in 17 seconds."})),
+        1,
     )
     .await;
     let response = post(&app).await;
@@ -99,11 +111,12 @@ async fn throttling_is_passed_on_with_retry_after() {
 
 #[tokio::test]
 async fn throttling_without_the_header_takes_the_wait_from_the_message() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(short_deadline()).await;
     partner_center_answers(
         &app,
         ResponseTemplate::new(429)
             .set_body_json(json!({"statusCode": 429, "message": "Rate limit is exceeded. Try again in 57 seconds."})),
+        1,
     )
     .await;
     let response = post(&app).await;
@@ -112,11 +125,12 @@ async fn throttling_without_the_header_takes_the_wait_from_the_message() {
 }
 
 #[tokio::test]
-async fn a_partner_center_5xx_is_a_502() {
+async fn a_partner_center_5xx_is_retried_then_a_502() {
     let app = spawn_app().await;
     partner_center_answers(
         &app,
         ResponseTemplate::new(503).set_body_string("<html>down</html>"),
+        4,
     )
     .await;
     let problem = assert_problem(post(&app).await, 502, "upstream-error").await;
@@ -129,13 +143,14 @@ async fn an_answer_that_is_not_json_is_a_502() {
     partner_center_answers(
         &app,
         ResponseTemplate::new(201).set_body_string("<html>surprise</html>"),
+        1,
     )
     .await;
     assert_problem(post(&app).await, 502, "upstream-invalid-response").await;
 }
 
 #[tokio::test]
-async fn a_slow_partner_center_is_a_504() {
+async fn a_partner_center_that_stays_slow_is_a_504_after_the_retries() {
     let app = spawn_app_with(TestOptions {
         request_timeout_ms: 300,
         ..Default::default()
@@ -146,6 +161,7 @@ async fn a_slow_partner_center_is_a_504() {
         ResponseTemplate::new(201)
             .set_body_json(json!({"qualification": "StateOwnedEntity"}))
             .set_delay(Duration::from_secs(3)),
+        4,
     )
     .await;
     assert_problem(post(&app).await, 504, "upstream-timeout").await;
@@ -196,6 +212,7 @@ async fn a_redirect_is_reported_not_followed_with_the_token() {
     partner_center_answers(
         &app,
         ResponseTemplate::new(302).insert_header("Location", "http://127.0.0.1:9/elsewhere"),
+        1,
     )
     .await;
     assert_problem(post(&app).await, 502, "upstream-invalid-response").await;

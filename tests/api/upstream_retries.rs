@@ -1,0 +1,247 @@
+//! Retries: transient failures only, the same MS-RequestId on every attempt, Partner
+//! Center's Retry-After honoured within the deadline.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{CUSTOMER, TestApp, TestOptions, assert_problem, spawn_app, spawn_app_with};
+
+const SOE: &str = r#"{"qualification":"StateOwnedEntity"}"#;
+
+fn qualifications_path() -> String {
+    format!("/v1/customers/{CUSTOMER}/qualifications")
+}
+
+/// Partner Center answers the first `times` attempts with `response`.
+async fn first_answers(app: &TestApp, times: u64, response: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(path(qualifications_path()))
+        .respond_with(response)
+        .up_to_n_times(times)
+        .expect(times)
+        .with_priority(1)
+        .mount(&app.partner_center)
+        .await;
+}
+
+/// ... and every later attempt with 201, `expected` times.
+async fn then_created(app: &TestApp, expected: u64) {
+    Mock::given(method("POST"))
+        .and(path(qualifications_path()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "qualification": "StateOwnedEntity", "vettingStatus": "None",
+        })))
+        .expect(expected)
+        .with_priority(2)
+        .mount(&app.partner_center)
+        .await;
+}
+
+async fn post(app: &TestApp) -> reqwest::Response {
+    app.post_qualification(CUSTOMER, SOE, Some(&app.writer_token()))
+        .await
+}
+
+/// Every attempt Partner Center saw carried one and the same MS-RequestId and MS-CorrelationId.
+async fn assert_one_logical_call(app: &TestApp, attempts: usize) -> String {
+    let seen = app.partner_center.received_requests().await.unwrap();
+    assert_eq!(seen.len(), attempts);
+    let ids = |name: &str| -> Vec<String> {
+        seen.iter()
+            .map(|r| r.headers[name].to_str().unwrap().to_owned())
+            .collect()
+    };
+    for name in ["ms-requestid", "ms-correlationid"] {
+        let values = ids(name);
+        assert!(values.iter().all(|v| v == &values[0]), "{name}: {values:?}");
+    }
+    ids("ms-requestid").remove(0)
+}
+
+#[tokio::test]
+async fn two_500s_then_201_is_a_202_after_three_attempts_with_one_request_id() {
+    let app = spawn_app().await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    first_answers(&app, 2, ResponseTemplate::new(500)).await;
+    then_created(&app, 1).await;
+
+    let response = post(&app).await;
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let request_id = assert_one_logical_call(&app, 3).await;
+    assert_eq!(body["requestId"], request_id);
+}
+
+#[tokio::test]
+async fn every_transient_status_is_retried() {
+    for status in [408, 500, 502, 503, 504] {
+        let app = spawn_app().await;
+        app.mount_token_endpoint("pc-token", 1).await;
+        first_answers(&app, 1, ResponseTemplate::new(status)).await;
+        then_created(&app, 1).await;
+        assert_eq!(post(&app).await.status(), 202, "after a {status}");
+        assert_one_logical_call(&app, 2).await;
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_then_success_is_a_202() {
+    let app = spawn_app_with(TestOptions {
+        request_timeout_ms: 300,
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    first_answers(
+        &app,
+        1,
+        ResponseTemplate::new(201).set_delay(Duration::from_secs(3)),
+    )
+    .await;
+    then_created(&app, 1).await;
+    assert_eq!(post(&app).await.status(), 202);
+    assert_one_logical_call(&app, 2).await;
+}
+
+#[tokio::test]
+async fn verdicts_on_the_request_are_never_retried() {
+    for status in [400, 403, 404, 409, 412] {
+        let app = spawn_app().await;
+        app.mount_token_endpoint("pc-token", 1).await;
+        first_answers(&app, 1, ResponseTemplate::new(status)).await;
+        then_created(&app, 0).await;
+        assert_problem(post(&app).await, status, "upstream-rejected").await;
+    }
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_1_is_waited_out_then_retried() {
+    let app = spawn_app().await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    first_answers(
+        &app,
+        1,
+        ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+    )
+    .await;
+    then_created(&app, 1).await;
+    let started = Instant::now();
+    assert_eq!(post(&app).await.status(), 202);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "retried after {:?}, before the second Partner Center asked for",
+        started.elapsed()
+    );
+    assert_one_logical_call(&app, 2).await;
+}
+
+#[tokio::test]
+async fn a_retry_after_in_the_body_only_is_honoured_too() {
+    let app = spawn_app().await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    first_answers(
+        &app,
+        1,
+        ResponseTemplate::new(429).set_body_json(
+            json!({"statusCode": 429, "message": "Rate limit is exceeded. Try again in 1 seconds."}),
+        ),
+    )
+    .await;
+    then_created(&app, 1).await;
+    let started = Instant::now();
+    assert_eq!(post(&app).await.status(), 202);
+    assert!(started.elapsed() >= Duration::from_millis(950));
+}
+
+#[tokio::test]
+async fn a_503_asking_for_longer_than_the_deadline_is_passed_on_at_once() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_center.call_deadline_ms = 2_000;
+        })),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    first_answers(
+        &app,
+        1,
+        ResponseTemplate::new(503).insert_header("Retry-After", "30"),
+    )
+    .await;
+    then_created(&app, 0).await;
+    let response = post(&app).await;
+    assert_eq!(response.headers()["retry-after"], "30");
+    assert_problem(response, 503, "upstream-unavailable").await;
+}
+
+#[tokio::test]
+async fn a_429_without_a_wait_is_retried_with_backoff_until_the_retries_run_out() {
+    let app = spawn_app().await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    // The default three retries: four attempts in all.
+    first_answers(&app, 4, ResponseTemplate::new(429)).await;
+    then_created(&app, 0).await;
+    assert_problem(post(&app).await, 429, "upstream-throttled").await;
+    assert_one_logical_call(&app, 4).await;
+}
+
+#[tokio::test]
+async fn a_401_is_retried_once_with_a_fresh_token_and_the_same_request_id() {
+    let app = spawn_app().await;
+    for (token, times) in [("first-token", 1), ("second-token", 1)] {
+        Mock::given(method("POST"))
+            .and(path("/contoso-partner.onmicrosoft.com/oauth2/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "token_type": "Bearer", "access_token": token, "expires_in": "3600",
+            })))
+            .up_to_n_times(times)
+            .expect(1)
+            .mount(&app.entra)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path(qualifications_path()))
+        .and(header("authorization", "Bearer first-token"))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(1)
+        .mount(&app.partner_center)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(qualifications_path()))
+        .and(header("authorization", "Bearer second-token"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({})))
+        .expect(1)
+        .mount(&app.partner_center)
+        .await;
+    assert_eq!(post(&app).await.status(), 202);
+    assert_one_logical_call(&app, 2).await;
+}
+
+#[tokio::test]
+async fn reads_are_retried_too() {
+    let app = spawn_app().await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers/all/validations"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&app.partner_center)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/customers/all/validations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .expect(1)
+        .with_priority(2)
+        .mount(&app.partner_center)
+        .await;
+    let response = app
+        .get("/v1/validation-codes", Some(&app.reader_token()))
+        .await;
+    assert_eq!(response.status(), 200);
+}
