@@ -9,11 +9,16 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
+use actix_web::ResponseError;
+
+use crate::auth::{AuthError, token_in_url};
 use crate::domain::CorrelationId;
+use crate::error::ApiError;
 
 pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 
-/// Outermost middleware: picks the correlation ID and stamps it on every response.
+/// Outermost middleware: picks the correlation ID and stamps it on every response, and
+/// turns away a token in the URL before the request is logged.
 /// (Handler and extractor errors arrive here as responses; the request must not be cloned
 /// before routing, which needs it uniquely owned.)
 pub async fn correlation_middleware(
@@ -27,7 +32,15 @@ pub async fn correlation_middleware(
             .and_then(|v| v.to_str().ok()),
     );
     request.extensions_mut().insert(correlation_id);
-    let mut response = next.call(request).await?.map_into_boxed_body();
+    let mut response = if token_in_url(request.query_string()) {
+        let refusal = ApiError::new(
+            AuthError::InvalidRequest("send the token in the Authorization header, not the URL"),
+            correlation_id,
+        );
+        request.into_response(refusal.error_response())
+    } else {
+        next.call(request).await?.map_into_boxed_body()
+    };
     if let Ok(value) = HeaderValue::from_str(&correlation_id.to_string()) {
         response.headers_mut().insert(X_CORRELATION_ID, value);
     }

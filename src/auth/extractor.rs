@@ -42,19 +42,9 @@ impl FromRequest for Caller {
 }
 
 /// Exactly one `Authorization: Bearer <token>` header; the scheme is case-insensitive (RFC 7235).
-/// Per RFC 6750 §3.1, another scheme counts as no token at all, and a second way of sending a
-/// token (two headers, or `access_token` in the URL, where it would end up in logs) is an
-/// invalid request.
+/// Per RFC 6750 §3.1, another scheme counts as no token at all, and two headers are an
+/// invalid request. (A token in the URL is refused earlier, by `refuse_token_in_url`.)
 fn bearer_token(request: &HttpRequest) -> Result<String, AuthError> {
-    let token_in_url = request
-        .query_string()
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("access_token"));
-    if token_in_url {
-        return Err(AuthError::InvalidRequest(
-            "send the token in the Authorization header, not the URL",
-        ));
-    }
     let mut values = request.headers().get_all(AUTHORIZATION);
     let Some(value) = values.next() else {
         return Err(AuthError::MissingToken);
@@ -76,4 +66,12 @@ fn bearer_token(request: &HttpRequest) -> Result<String, AuthError> {
         return Err(AuthError::InvalidRequest("empty bearer token"));
     }
     Ok(token.to_owned())
+}
+
+/// RFC 6750 §2.3 `?access_token=`: refused before any logging, since the request line (and so
+/// the token) would otherwise land in the request span.
+pub fn token_in_url(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("access_token"))
 }

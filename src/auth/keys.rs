@@ -15,6 +15,9 @@ pub struct KeyError {
     reason: String,
 }
 
+/// How long a rate-limited unknown-`kid` lookup waits for a fetch already under way.
+const REFETCH_WAIT: Duration = Duration::from_secs(1);
+
 /// How often keys are fetched; from `caller_auth.*` settings.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyTiming {
@@ -108,11 +111,16 @@ pub struct SigningKeys {
 }
 
 impl SigningKeys {
-    /// The key named by `kid`, or, for a token without one, every key that fits `alg`.
+    /// The keys that may have signed a token: the one its `kid` names, and any key published
+    /// without a `kid` (or, for a token without one, every key) that fits `alg`.
     pub fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Vec<&PublicKey> {
         self.keys
             .iter()
-            .filter(|k| kid.is_none_or(|kid| k.kid.as_deref() == Some(kid)) && k.fits(alg))
+            .filter(|k| match (kid, k.kid.as_deref()) {
+                (Some(wanted), Some(published)) => wanted == published,
+                _ => true,
+            })
+            .filter(|k| k.fits(alg))
             .collect()
     }
 
@@ -178,35 +186,27 @@ impl KeyStore {
         self.read_state().0
     }
 
-    /// The keys to verify with, fetching them when none are held or they are due.
+    /// The keys to verify with. Held keys are served even when due: the background task
+    /// refreshes them, so no request waits on the identity provider. With none held, one
+    /// request fetches and the others wait for it, unless a fetch failed moments ago.
     pub async fn current(&self) -> Result<Arc<SigningKeys>, KeyError> {
         let (held, due) = self.read_state();
-        match held {
-            Some(keys) if !due => return Ok(keys),
-            // One request refreshes; the others keep using the keys held instead of
-            // queueing behind a slow identity provider.
-            Some(keys) => match self.fetch_lock.try_lock() {
-                Ok(_one_fetch_at_a_time) => {
-                    if self.read_state().1 {
-                        return self.refresh().await;
-                    }
-                }
-                Err(_) => return Ok(keys),
-            },
-            // A fetch failed moments ago: answer now rather than ask again.
-            None if !due => return Err(self.unavailable()),
-            None => {
-                let _one_fetch_at_a_time = self.fetch_lock.lock().await;
-                if self.read_state().1 {
-                    return self.refresh().await;
-                }
-            }
+        if let Some(keys) = held {
+            return Ok(keys);
         }
-        self.read_state().0.ok_or_else(|| self.unavailable())
+        if !due {
+            return Err(self.unavailable());
+        }
+        let _one_fetch_at_a_time = self.fetch_lock.lock().await;
+        match self.read_state() {
+            (Some(keys), _) => Ok(keys),
+            (None, true) => self.refresh().await,
+            (None, false) => Err(self.unavailable()),
+        }
     }
 
     /// One extra fetch for a token signed by a key we do not know (a rotation), rate-limited.
-    pub async fn refetch_for_unknown_kid(&self) -> Result<Arc<SigningKeys>, KeyError> {
+    pub async fn refetch_for_unknown_kid(&self, kid: &str) -> Result<Arc<SigningKeys>, KeyError> {
         let allowed = {
             let mut last = self
                 .last_forced_refetch
@@ -218,12 +218,17 @@ impl KeyStore {
             }
             allowed
         };
+        if !allowed {
+            // A fetch under way may be bringing this very key: wait for it, briefly, so a
+            // flood of forged kids cannot park connections behind a slow identity provider.
+            let _ = tokio::time::timeout(REFETCH_WAIT, self.fetch_lock.lock()).await;
+            return self.read_state().0.ok_or_else(|| self.unavailable());
+        }
         let _one_fetch_at_a_time = self.fetch_lock.lock().await;
-        if allowed {
-            self.refresh().await
-        } else {
-            // Waiting for the lock above lets a refetch already under way finish first.
-            self.read_state().0.ok_or_else(|| self.unavailable())
+        match self.read_state().0 {
+            // Someone else's fetch brought it while we waited.
+            Some(keys) if keys.knows_kid(kid) => Ok(keys),
+            _ => self.refresh().await,
         }
     }
 
@@ -320,18 +325,11 @@ impl KeyStore {
             jwks_uri: String,
         }
         let document: OpenIdConfiguration = self.get_json(discovery_url).await?;
-        let fail = |reason: &str| KeyError {
-            url: discovery_url.clone(),
-            reason: reason.into(),
-        };
         let jwks_uri =
-            url::Url::parse(&document.jwks_uri).map_err(|_| fail("jwks_uri is not a URL"))?;
-        // Keys named by an https document must come over https too.
-        let downgrade = discovery_url.starts_with("https:") && jwks_uri.scheme() != "https";
-        if downgrade || !matches!(jwks_uri.scheme(), "http" | "https") {
-            return Err(fail("jwks_uri must be an https URL"));
-        }
-        let jwks_uri = jwks_uri.to_string();
+            checked_jwks_uri(discovery_url, &document.jwks_uri).map_err(|reason| KeyError {
+                url: discovery_url.clone(),
+                reason: reason.into(),
+            })?;
         *self
             .discovered_jwks_url
             .lock()
@@ -382,9 +380,31 @@ impl KeyStore {
     }
 }
 
+/// The discovery document's `jwks_uri`, if it is one to fetch keys from: keys named by an
+/// https document must come over https too.
+fn checked_jwks_uri(discovery_url: &str, jwks_uri: &str) -> Result<String, &'static str> {
+    let parsed = url::Url::parse(jwks_uri).map_err(|_| "jwks_uri is not a URL")?;
+    let downgrade = discovery_url.starts_with("https:") && parsed.scheme() != "https";
+    if downgrade || !matches!(parsed.scheme(), "http" | "https") {
+        return Err("jwks_uri must be an https URL");
+    }
+    Ok(parsed.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_https_discovery_document_cannot_send_key_fetches_over_http() {
+        let doc = "https://login.example/t/v2.0/.well-known/openid-configuration";
+        assert!(checked_jwks_uri(doc, "https://login.example/t/keys").is_ok());
+        assert!(checked_jwks_uri(doc, "http://login.example/t/keys").is_err());
+        assert!(checked_jwks_uri(doc, "file:///etc/keys").is_err());
+        assert!(checked_jwks_uri(doc, "not a url").is_err());
+        let local = "http://127.0.0.1:1/.well-known/openid-configuration";
+        assert!(checked_jwks_uri(local, "http://127.0.0.1:1/keys").is_ok());
+    }
 
     fn key(extra: serde_json::Value) -> Option<PublicKey> {
         let signer = crate::sandbox::SigningKey::generate("k").unwrap();

@@ -8,6 +8,7 @@ mod verified_cache;
 mod verifier;
 
 pub use caller::{AccessPolicy, Caller, Permission};
+pub use extractor::token_in_url;
 pub use keys::{KeyError, KeyStore, KeyTiming};
 pub use verifier::{CallerVerifier, IssuerReadiness, MAX_TOKEN_BYTES};
 

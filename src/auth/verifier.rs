@@ -168,7 +168,7 @@ impl CallerVerifier {
         let keys = match &header.kid {
             Some(kid) if !keys.knows_kid(kid) => issuer
                 .keys
-                .refetch_for_unknown_kid()
+                .refetch_for_unknown_kid(kid)
                 .await
                 .map_err(|_| AuthError::KeysUnavailable)?,
             _ => keys,
@@ -237,14 +237,16 @@ impl CallerVerifier {
         validation.leeway = issuer.leeway_secs;
         validation.validate_nbf = true;
 
-        let mut last_error = AuthError::InvalidToken("unknown signing key");
         for key in candidates {
             match decode::<Claims>(token, &key.decoding, &validation) {
                 Ok(data) => return Ok((data.claims, key)),
-                Err(e) => last_error = AuthError::InvalidToken(describe(e.kind())),
+                // Not this key: try the next one a kid-less token could be signed with.
+                Err(e) if *e.kind() == ErrorKind::InvalidSignature => {}
+                // The right key, and a claim failed: that is the answer.
+                Err(e) => return Err(AuthError::InvalidToken(describe(e.kind()))),
             }
         }
-        Err(last_error)
+        Err(AuthError::InvalidToken("signature invalid"))
     }
 
     /// `iat` in the future and over-long lifetimes; jsonwebtoken checks neither.

@@ -382,6 +382,22 @@ impl Settings {
                 "must name at least one trusted issuer in production mode",
             ));
         }
+        for (i, trusted) in self.caller_auth.issuers.iter().enumerate() {
+            let (field, url) = match (&trusted.discovery_url, &trusted.jwks_url) {
+                (Some(url), _) => ("discovery_url", url),
+                (None, Some(url)) => ("jwks_url", url),
+                (None, None) => continue,
+            };
+            // Keys fetched over plain http could be swapped by anyone on the path.
+            if !is_https_or_loopback(url) {
+                return Err(E::invalid(
+                    format!("caller_auth.issuers[{i}].{field}"),
+                    format!(
+                        "must be an https URL in production (http only on loopback), not {url:?}"
+                    ),
+                ));
+            }
+        }
         for (key, url) in [
             ("partner_center.base_url", &self.partner_center.base_url),
             (
@@ -462,6 +478,11 @@ impl Settings {
         for (key, value) in [
             ("caller_auth.jwks_ttl_secs", auth.jwks_ttl_secs),
             ("caller_auth.jwks_retry_secs", auth.jwks_retry_secs),
+            // 0 would let every forged `kid` reach the identity provider.
+            (
+                "caller_auth.unknown_kid_refetch_secs",
+                auth.unknown_kid_refetch_secs,
+            ),
         ] {
             if value == 0 {
                 return Err(E::invalid(key, "must be greater than 0"));
@@ -469,6 +490,18 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+fn is_https_or_loopback(url: &str) -> bool {
+    Url::parse(url).is_ok_and(|u| {
+        u.scheme() == "https"
+            || match u.host() {
+                Some(url::Host::Domain(name)) => name == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    })
 }
 
 fn check_http_url(key: impl Into<String>, url: &str) -> Result<(), ConfigurationError> {
@@ -562,6 +595,26 @@ mod tests {
         s.caller_auth.issuers = vec![one_issuer(), one_issuer()];
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("caller_auth.issuers[1].issuer"), "{err}");
+    }
+
+    #[test]
+    fn production_fetches_keys_over_https_or_from_loopback_only() {
+        let mut s = Settings::defaults().unwrap();
+        s.mode = Mode::Production;
+        s.partner_token.tenant_id = "t".into();
+        s.partner_token.client_id = "c".into();
+        s.partner_token.client_secret = Some(SecretString::from("s"));
+        s.partner_token.refresh_token = Some(SecretString::from("r"));
+        let with_keys_at = |url: &str| {
+            TrustedIssuer::new("https://issuer", "api://gw", KeySource::Jwks(url.into()))
+        };
+        s.caller_auth.issuers = vec![with_keys_at("http://idp.example.com/keys")];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("caller_auth.issuers[0].jwks_url"), "{err}");
+        for fine in ["https://idp.example.com/keys", "http://127.0.0.1:9000/keys"] {
+            s.caller_auth.issuers = vec![with_keys_at(fine)];
+            s.validate().unwrap();
+        }
     }
 
     #[test]

@@ -25,7 +25,9 @@ use super::state::{
 const NOT_FOUND_CUSTOMER: &str = "00000000-0000-0000-0000-000000000404";
 const THROTTLED_CUSTOMER: &str = "00000000-0000-0000-0000-000000000429";
 const FAILING_CUSTOMER: &str = "00000000-0000-0000-0000-000000000500";
-const THROTTLE_SECS: u64 = 30;
+/// Longer than the gateway's default call deadline (60 s), so the 429 is passed on at once
+/// instead of waited out.
+const THROTTLE_SECS: u64 = 120;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

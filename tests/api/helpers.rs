@@ -81,6 +81,11 @@ pub struct TestOptions {
     pub v2_token_endpoint: bool,
     pub mount_jwks: bool,
     pub partner_center_base_url: Option<String>,
+    /// An identity provider the test has already set up (mocks mounted before the gateway
+    /// starts fetching keys); a fresh one otherwise.
+    pub identity_provider: Option<MockServer>,
+    /// The key the test's caller tokens are signed with; a fresh ES256 key otherwise.
+    pub signer: Option<SigningKey>,
     /// Last word on the settings, after the defaults above.
     pub configure: Option<ConfigureSettings>,
 }
@@ -94,6 +99,8 @@ impl Default for TestOptions {
             mount_jwks: true,
             partner_center_base_url: None,
             configure: None,
+            identity_provider: None,
+            signer: None,
         }
     }
 }
@@ -107,8 +114,14 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     LazyLock::force(&LOGS);
     let partner_center = MockServer::start().await;
     let entra = MockServer::start().await;
-    let identity_provider = MockServer::start().await;
-    let signer = SigningKey::generate(format!("test-{}", Uuid::new_v4().simple())).unwrap();
+    let identity_provider = match options.identity_provider {
+        Some(server) => server,
+        None => MockServer::start().await,
+    };
+    let signer = match options.signer {
+        Some(signer) => signer,
+        None => SigningKey::generate(format!("test-{}", Uuid::new_v4().simple())).unwrap(),
+    };
     if options.mount_jwks {
         mount_jwks(&identity_provider, &signer).await;
     }

@@ -176,7 +176,7 @@ async fn simulated_failures_map_to_clear_errors() {
     let throttled = sandbox
         .post("00000000-0000-0000-0000-000000000429", soe.clone())
         .await;
-    assert_eq!(throttled.headers()["retry-after"], "30");
+    assert_eq!(throttled.headers()["retry-after"], "120");
     assert_problem(throttled, 429, "upstream-throttled").await;
     assert_problem(
         sandbox
