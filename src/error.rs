@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::domain::{CorrelationId, FieldError, FieldErrors, RequestId};
-use crate::partner_center::UpstreamError;
+use crate::partner_center::{TokenError, UpstreamError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_PREFIX: &str = "urn:partner-gateway:problem:";
@@ -289,6 +289,25 @@ impl ApiError {
         }
     }
 
+    /// When the caller may usefully try again, if the gateway knows.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match &self.kind {
+            ApiErrorKind::Upstream(
+                UpstreamError::Throttled { retry_after_secs }
+                | UpstreamError::ServerError {
+                    retry_after_secs, ..
+                },
+            ) => *retry_after_secs,
+            ApiErrorKind::Upstream(UpstreamError::Token(error)) => match error.as_ref() {
+                TokenError::BackingOff {
+                    retry_after_secs, ..
+                } => Some(*retry_after_secs),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     fn www_authenticate(&self) -> Option<String> {
         match &self.kind {
             ApiErrorKind::Auth(AuthError::MissingToken) => {
@@ -326,17 +345,8 @@ impl ResponseError for ApiError {
         if let Some(challenge) = self.www_authenticate() {
             response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
-        if let ApiErrorKind::Upstream(
-            UpstreamError::Throttled {
-                retry_after_secs: Some(secs),
-            }
-            | UpstreamError::ServerError {
-                retry_after_secs: Some(secs),
-                ..
-            },
-        ) = &self.kind
-        {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from(*secs)));
+        if let Some(secs) = self.retry_after_secs() {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
         }
         response.json(problem)
     }

@@ -61,7 +61,13 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the HTTP client")?;
-        let tokens = Arc::new(TokenProvider::new(http.clone(), &settings.partner_token));
+        let tokens = Arc::new(TokenProvider::new(http.clone(), &settings.partner_token)?);
+        if settings.mode == Mode::Production && !tokens.has_refresh_token() {
+            anyhow::bail!(
+                "no partner refresh token: set partner_token.refresh_token ({}) or store one in partner_token.refresh_token_file",
+                crate::configuration::env_name("partner_token.refresh_token")
+            );
+        }
         let state = web::Data::new(AppState {
             partner_center: PartnerCenterClient::new(
                 http.clone(),

@@ -230,10 +230,16 @@ pub struct PartnerTokenSettings {
     pub client_id: String,
     pub client_secret: Option<SecretString>,
     pub refresh_token: Option<SecretString>,
+    /// Where rotated refresh tokens are kept across restarts; read at start in preference
+    /// to `refresh_token`.
+    #[serde(default)]
+    pub refresh_token_file: Option<std::path::PathBuf>,
     pub endpoint: TokenEndpoint,
     pub resource: String,
     pub scope: String,
     pub expiry_margin_secs: u64,
+    pub failure_backoff_base_ms: u64,
+    pub failure_backoff_max_ms: u64,
 }
 
 impl PartnerTokenSettings {
@@ -372,7 +378,10 @@ impl Settings {
             let present = secret
                 .as_ref()
                 .is_some_and(|s| !secrecy::ExposeSecret::expose_secret(s).trim().is_empty());
-            if !present {
+            // A stored refresh token may stand in for the configured one (checked at start).
+            let stored = key == "partner_token.refresh_token"
+                && self.partner_token.refresh_token_file.is_some();
+            if !present && !stored {
                 return Err(E::invalid(key, "is required in production mode"));
             }
         }

@@ -1,10 +1,14 @@
 //! The App+User access token, redeemed from the stored refresh token and cached until shortly
-//! before it expires. Concurrent misses share one request to the token endpoint.
+//! before it expires. Concurrent misses share one request to the token endpoint; a token past
+//! its refresh point is served while one background refresh replaces it; failures back off.
 
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use moka::Expiry;
 use moka::future::Cache;
 use reqwest::header::HeaderValue;
@@ -24,13 +28,22 @@ pub enum TokenError {
     InvalidResponse { status: u16 },
     #[error("the token endpoint could not be reached: {reason}")]
     Unreachable { reason: String },
+    /// Recent failures: Entra is not asked again until the backoff has passed.
+    #[error("not asking the token endpoint again for {retry_after_secs} s after: {cause}")]
+    BackingOff {
+        retry_after_secs: u64,
+        cause: Arc<TokenError>,
+    },
 }
 
 /// An access token for Partner Center, kept only as the ready-made (sensitive) header value.
 #[derive(Clone)]
 pub struct AccessToken {
     authorization: HeaderValue,
+    /// Dropped from the cache after this long: its lifetime less the expiry margin.
     cache_for: Duration,
+    /// From here on it is still served, but a background refresh replaces it.
+    refresh_at: Instant,
 }
 
 impl AccessToken {
@@ -45,6 +58,7 @@ impl fmt::Debug for AccessToken {
         f.debug_struct("AccessToken")
             .field("authorization", &"[REDACTED]")
             .field("cache_for", &self.cache_for)
+            .field("refresh_at", &self.refresh_at)
             .finish()
     }
 }
@@ -74,6 +88,18 @@ pub struct TokenProvider {
     scope: String,
     expiry_margin: Duration,
     cache: Cache<(), Arc<AccessToken>>,
+    store: Option<RefreshTokenStore>,
+    refreshing_ahead: AtomicBool,
+    failures: Mutex<Failures>,
+    failure_backoff: ExponentialBuilder,
+}
+
+/// Recent token-endpoint failures, so a revoked refresh token does not become a storm of
+/// requests to Entra.
+#[derive(Default)]
+struct Failures {
+    last: Option<(Arc<TokenError>, Instant)>,
+    delays: Option<ExponentialBackoff>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +107,9 @@ struct TokenResponse {
     access_token: SecretString,
     #[serde(deserialize_with = "seconds_as_number_or_string")]
     expires_in: u64,
+    /// Entra's hint for when to refresh (v2, long-lived tokens).
+    #[serde(default, deserialize_with = "optional_seconds")]
+    refresh_in: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -96,14 +125,27 @@ struct TokenErrorResponse {
 }
 
 impl TokenProvider {
-    pub fn new(http: reqwest::Client, settings: &PartnerTokenSettings) -> Self {
-        Self {
+    /// Fails when a refresh-token file is configured but cannot be read.
+    pub fn new(http: reqwest::Client, settings: &PartnerTokenSettings) -> anyhow::Result<Self> {
+        let store = settings
+            .refresh_token_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|path| RefreshTokenStore { path: path.clone() });
+        let mut refresh_token = settings.refresh_token.clone();
+        if let Some(store) = &store
+            && let Some(stored) = store.load()?
+        {
+            tracing::info!(path = %store.path.display(), "using the refresh token stored by an earlier run");
+            refresh_token = Some(stored);
+        }
+        Ok(Self {
             http,
             token_url: settings.token_url(),
             endpoint: settings.endpoint,
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),
-            refresh_token: RwLock::new(settings.refresh_token.clone()),
+            refresh_token: RwLock::new(refresh_token),
             resource: settings.resource.clone(),
             scope: settings.scope.clone(),
             expiry_margin: Duration::from_secs(settings.expiry_margin_secs),
@@ -111,18 +153,45 @@ impl TokenProvider {
                 .max_capacity(1)
                 .expire_after(UntilNearExpiry)
                 .build(),
-        }
+            store,
+            refreshing_ahead: AtomicBool::new(false),
+            failures: Mutex::new(Failures::default()),
+            failure_backoff: ExponentialBuilder::new()
+                .with_min_delay(Duration::from_millis(settings.failure_backoff_base_ms))
+                .with_max_delay(Duration::from_millis(settings.failure_backoff_max_ms))
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times(),
+        })
+    }
+
+    pub fn has_refresh_token(&self) -> bool {
+        self.refresh_token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.expose_secret().trim().is_empty())
     }
 
     /// A valid token: the cached one, or one fresh from the token endpoint. Callers that miss
-    /// together wait on the same single request.
+    /// together wait on the same single request. A cached token past its refresh point is
+    /// still served while one background refresh replaces it.
     pub async fn get(self: &Arc<Self>) -> Result<Arc<AccessToken>, Arc<TokenError>> {
+        if let Some(token) = self.cache.get(&()).await {
+            if Instant::now() >= token.refresh_at {
+                self.refresh_ahead();
+            }
+            return Ok(token);
+        }
+        if let Some(backing_off) = self.backing_off() {
+            return Err(backing_off);
+        }
         let provider = self.clone();
         self.cache
             .try_get_with((), async move {
                 // Its own task: a caller that goes away mid-refresh must not lose the
                 // rotated refresh token Entra has already issued.
-                tokio::spawn(async move { provider.redeem().await })
+                tokio::spawn(async move { provider.redeem_and_record().await })
                     .await
                     .unwrap_or_else(|_| {
                         Err(TokenError::Unreachable {
@@ -136,6 +205,52 @@ impl TokenProvider {
     /// Forget the cached token, e.g. after Partner Center refused it.
     pub async fn invalidate(&self) {
         self.cache.invalidate(&()).await;
+    }
+
+    fn refresh_ahead(self: &Arc<Self>) {
+        if self.backing_off().is_some() || self.refreshing_ahead.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let provider = self.clone();
+        tokio::spawn(async move {
+            if let Ok(token) = provider.redeem_and_record().await {
+                provider.cache.insert((), token).await;
+            }
+            provider.refreshing_ahead.store(false, Ordering::Release);
+        });
+    }
+
+    /// The last failure, while its backoff lasts.
+    fn backing_off(&self) -> Option<Arc<TokenError>> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let (cause, until) = failures.last.as_ref()?;
+        let wait = until.saturating_duration_since(Instant::now());
+        (!wait.is_zero()).then(|| {
+            Arc::new(TokenError::BackingOff {
+                retry_after_secs: wait.as_secs_f64().ceil() as u64,
+                cause: cause.clone(),
+            })
+        })
+    }
+
+    async fn redeem_and_record(&self) -> Result<Arc<AccessToken>, TokenError> {
+        let result = self.redeem().await;
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(_) => *failures = Failures::default(),
+            Err(error) => {
+                let delays = failures
+                    .delays
+                    .get_or_insert_with(|| self.failure_backoff.build());
+                let wait = delays.next().unwrap_or(Duration::from_secs(60));
+                tracing::warn!(
+                    wait_ms = wait.as_millis() as u64,
+                    "not asking the token endpoint again before this wait"
+                );
+                failures.last = Some((Arc::new(error.clone()), Instant::now() + wait));
+            }
+        }
+        result
     }
 
     async fn redeem(&self) -> Result<Arc<AccessToken>, TokenError> {
@@ -207,8 +322,20 @@ impl TokenProvider {
             *self
                 .refresh_token
                 .write()
-                .unwrap_or_else(|p| p.into_inner()) = Some(rotated);
-            tracing::info!("partner refresh token rotated; the new one replaces the old in memory");
+                .unwrap_or_else(|p| p.into_inner()) = Some(rotated.clone());
+            match &self.store {
+                Some(store) => match store.save(rotated).await {
+                    Ok(()) => {
+                        tracing::info!(path = %store.path.display(), "partner refresh token rotated; the new one is kept in memory and stored")
+                    }
+                    Err(error) => {
+                        tracing::error!(path = %store.path.display(), %error, "partner refresh token rotated but could not be stored; a restart would use the older one")
+                    }
+                },
+                None => tracing::info!(
+                    "partner refresh token rotated; the new one replaces the old in memory"
+                ),
+            }
         }
         let invalid = || TokenError::InvalidResponse {
             status: status.as_u16(),
@@ -219,12 +346,11 @@ impl TokenProvider {
             HeaderValue::from_str(&format!("Bearer {}", answer.access_token.expose_secret()))
                 .map_err(|_| self.log(invalid()))?;
         authorization.set_sensitive(true);
-        let lifetime = Duration::from_secs(answer.expires_in);
-        let cache_for = if lifetime > self.expiry_margin {
-            lifetime - self.expiry_margin
-        } else {
-            lifetime / 2
-        };
+        let (cache_for, refresh_in) = token_schedule(
+            Duration::from_secs(answer.expires_in),
+            answer.refresh_in.map(Duration::from_secs),
+            self.expiry_margin,
+        );
         tracing::info!(
             expires_in_secs = answer.expires_in,
             cached_for_secs = cache_for.as_secs(),
@@ -234,6 +360,7 @@ impl TokenProvider {
         Ok(Arc::new(AccessToken {
             authorization,
             cache_for,
+            refresh_at: started + refresh_in,
         }))
     }
 
@@ -241,6 +368,76 @@ impl TokenProvider {
         tracing::error!(token_url = %self.token_url, %error, "cannot obtain a Partner Center access token");
         error
     }
+}
+
+/// How long a token stays cached (its lifetime less the margin, or half a lifetime shorter
+/// than the margin) and when to start refreshing it: Entra's `refresh_in` if given, else at
+/// 80 % of the lifetime (as MSAL does), never after it leaves the cache.
+fn token_schedule(
+    lifetime: Duration,
+    refresh_in: Option<Duration>,
+    margin: Duration,
+) -> (Duration, Duration) {
+    let cache_for = if lifetime > margin {
+        lifetime - margin
+    } else {
+        lifetime / 2
+    };
+    let refresh_in = refresh_in.unwrap_or(lifetime.mul_f64(0.8)).min(cache_for);
+    (cache_for, refresh_in)
+}
+
+/// Where a rotated refresh token survives restarts: written atomically (a temporary file in
+/// the same directory, mode 0600, synced, then renamed over the old one).
+struct RefreshTokenStore {
+    path: PathBuf,
+}
+
+impl RefreshTokenStore {
+    fn load(&self) -> anyhow::Result<Option<SecretString>> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) if text.trim().is_empty() => Ok(None),
+            Ok(text) => Ok(Some(SecretString::from(text.trim().to_owned()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot read the refresh-token file {}: {e}",
+                self.path.display()
+            )),
+        }
+    }
+
+    async fn save(&self, token: SecretString) -> std::io::Result<()> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_private_atomically(&path, token.expose_secret()))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
+fn write_private_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let directory = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".refresh-token-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(directory)?;
+    file.write_all(contents.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    // The rename itself survives a crash only once the directory is synced.
+    std::fs::File::open(directory)?.sync_all()
+}
+
+fn optional_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Option::<serde_json::Value>::deserialize(deserializer).map(|value| match value? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 /// v1 sends `"expires_in": "3600"`, v2 sends `3600`.
@@ -256,5 +453,48 @@ fn seconds_as_number_or_string<'de, D: Deserializer<'de>>(
     match NumberOrString::deserialize(deserializer)? {
         NumberOrString::Number(n) => Ok(n),
         NumberOrString::String(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_token_is_refreshed_at_80_percent_and_dropped_at_the_margin() {
+        let (cache_for, refresh_in) = token_schedule(60 * MINUTE, None, 5 * MINUTE);
+        assert_eq!(cache_for, 55 * MINUTE);
+        assert_eq!(refresh_in, 48 * MINUTE);
+    }
+
+    #[test]
+    fn entras_refresh_in_wins_but_never_past_the_cache_lifetime() {
+        let (_, refresh_in) = token_schedule(60 * MINUTE, Some(30 * MINUTE), 5 * MINUTE);
+        assert_eq!(refresh_in, 30 * MINUTE);
+        let (cache_for, refresh_in) = token_schedule(60 * MINUTE, Some(59 * MINUTE), 5 * MINUTE);
+        assert_eq!(refresh_in, cache_for);
+    }
+
+    #[test]
+    fn a_token_shorter_than_the_margin_is_kept_for_half_its_life() {
+        let (cache_for, refresh_in) = token_schedule(MINUTE, None, 5 * MINUTE);
+        assert_eq!(cache_for, MINUTE / 2);
+        assert_eq!(refresh_in, MINUTE / 2);
+    }
+
+    #[test]
+    fn the_store_file_is_private_and_replaced_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refresh-token");
+        write_private_atomically(&path, "first").unwrap();
+        write_private_atomically(&path, "second").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file left behind");
     }
 }

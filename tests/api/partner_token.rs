@@ -181,3 +181,211 @@ async fn no_secret_reaches_the_logs() {
         assert!(!logs.contains(secret), "a secret leaked into the logs");
     }
 }
+
+fn token_answer(access_token: &str, extra: serde_json::Value) -> ResponseTemplate {
+    let mut body =
+        json!({"token_type": "Bearer", "access_token": access_token, "expires_in": "3600"});
+    crate::helpers::merge_claims(&mut body, extra);
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+/// Waits (bounded) until `server` has seen `count` requests.
+async fn wait_for_requests(server: &wiremock::MockServer, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.received_requests().await.unwrap().len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} requests not seen in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_past_its_refresh_point_is_served_while_one_background_refresh_replaces_it() {
+    let app = spawn_app().await;
+    // Entra says: refresh after one second, though the token lives an hour.
+    Mock::given(method("POST"))
+        .respond_with(token_answer("early", json!({"refresh_in": 1})))
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&app.entra)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(token_answer("late", json!({})))
+        .expect(1)
+        .with_priority(2)
+        .mount(&app.entra)
+        .await;
+    mount_list(&app, "early", 2).await;
+    mount_list(&app, "late", 1).await;
+
+    assert_eq!(list(&app).await, 200);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // Past the refresh point: answered at once with the old token, refresh in the background.
+    assert_eq!(list(&app).await, 200);
+    wait_for_requests(&app.entra, 2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let used_late = app
+            .partner_center
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.headers["authorization"] == "Bearer late");
+        if used_late {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new token never used"
+        );
+        assert_eq!(list(&app).await, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_misses_make_one_token_request() {
+    use partner_gateway::configuration::Settings;
+    use partner_gateway::partner_center::TokenProvider;
+    use secrecy::SecretString;
+
+    let entra = wiremock::MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(token_answer("shared", json!({})).set_delay(Duration::from_millis(300)))
+        .expect(1)
+        .mount(&entra)
+        .await;
+    let mut settings = Settings::defaults().unwrap().partner_token;
+    settings.authority_url = entra.uri();
+    settings.tenant_id = PARTNER_TENANT.into();
+    settings.client_id = "gateway-client-id".into();
+    settings.client_secret = Some(SecretString::from("secret"));
+    settings.refresh_token = Some(SecretString::from("refresh"));
+    let provider =
+        std::sync::Arc::new(TokenProvider::new(reqwest::Client::new(), &settings).unwrap());
+    let gets = (0..1_000).map(|_| {
+        let provider = provider.clone();
+        tokio::spawn(async move { provider.get().await.is_ok() })
+    });
+    let results = futures_util::future::join_all(gets).await;
+    assert!(results.into_iter().all(|r| r.unwrap()));
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_stored_and_used_after_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("refresh-token");
+    let configure = |file: std::path::PathBuf| -> crate::helpers::ConfigureSettings {
+        Box::new(move |settings, _| {
+            settings.partner_token.refresh_token_file = Some(file);
+        })
+    };
+
+    let first = spawn_app_with(TestOptions {
+        configure: Some(configure(file.clone())),
+        ..Default::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains(
+            format!("refresh_token={}", first.refresh_token).as_str(),
+        ))
+        .respond_with(token_answer(
+            "t1",
+            json!({"refresh_token": "rotated-weeks-ago"}),
+        ))
+        .expect(1)
+        .mount(&first.entra)
+        .await;
+    mount_list(&first, "t1", 1).await;
+    assert_eq!(list(&first).await, 200);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "rotated-weeks-ago");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only the gateway's user may read it");
+
+    // A new process, configured with the original (now stale) token, prefers the stored one.
+    let restarted = spawn_app_with(TestOptions {
+        configure: Some(configure(file.clone())),
+        ..Default::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("refresh_token=rotated-weeks-ago"))
+        .respond_with(token_answer("t2", json!({})))
+        .expect(1)
+        .mount(&restarted.entra)
+        .await;
+    mount_list(&restarted, "t2", 1).await;
+    assert_eq!(list(&restarted).await, 200);
+}
+
+#[tokio::test]
+async fn invalid_grant_is_a_503_with_retry_after_and_entra_is_not_asked_again_at_once() {
+    let app = spawn_app().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_grant",
+            "error_description": "AADSTS700082: The refresh token has expired due to inactivity.\r\nTrace ID: x",
+        })))
+        .expect(1)
+        .mount(&app.entra)
+        .await;
+    for _ in 0..5 {
+        let response = app
+            .get(
+                &format!("/v1/customers/{CUSTOMER}/qualifications"),
+                Some(&app.reader_token()),
+            )
+            .await;
+        crate::helpers::assert_problem(response, 503, "partner-token-unavailable").await;
+    }
+    let again = app
+        .get(
+            &format!("/v1/customers/{CUSTOMER}/qualifications"),
+            Some(&app.reader_token()),
+        )
+        .await;
+    let wait: u64 = again.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 2 s base with jitter of up to the same again.
+    assert!((1..=4).contains(&wait), "Retry-After {wait}");
+    let logs = captured_logs();
+    assert!(logs.contains("invalid_grant") && logs.contains("AADSTS700082"));
+}
+
+#[tokio::test]
+async fn after_the_backoff_entra_is_asked_again() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_token.failure_backoff_base_ms = 100;
+            settings.partner_token.failure_backoff_max_ms = 100;
+        })),
+        ..Default::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&app.entra)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(token_answer("recovered", json!({})))
+        .expect(1)
+        .with_priority(2)
+        .mount(&app.entra)
+        .await;
+    mount_list(&app, "recovered", 1).await;
+    assert_eq!(list(&app).await, 503);
+    // 100 ms base, jitter of up to as much again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(list(&app).await, 200);
+}
