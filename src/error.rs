@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::domain::{CorrelationId, FieldError, FieldErrors, RequestId};
+use crate::idempotency::IdempotencyError;
 use crate::partner_center::{TokenError, UpstreamError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -27,6 +28,8 @@ pub enum ApiErrorKind {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
     #[error("no such resource")]
     NotFound,
 }
@@ -254,6 +257,18 @@ impl ApiError {
                 "The gateway cannot sign in to Partner Center",
                 "The gateway could not obtain a Partner Center access token; operators have been told why in the logs.".into(),
             ),
+            K::Idempotency(IdempotencyError::InProgress) => m(
+                StatusCode::CONFLICT,
+                "idempotency-request-in-progress",
+                "A request with this Idempotency-Key is still running",
+                "The first request with this Idempotency-Key has not finished; retry after it has, to get its answer.".into(),
+            ),
+            K::Idempotency(IdempotencyError::KeyReused) => m(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "This Idempotency-Key belongs to a different request",
+                "This Idempotency-Key was used with a different customer or body; use a new key for a new request.".into(),
+            ),
             K::NotFound => m(
                 StatusCode::NOT_FOUND,
                 "not-found",
@@ -277,15 +292,26 @@ impl ApiError {
             title: mapping.title.to_owned(),
             status: mapping.status.as_u16(),
             detail: mapping.detail,
-            field: errors
-                .as_ref()
-                .and_then(|e| e.first())
-                .map(|e| e.field.clone()),
+            field: self.field_at_fault(errors.as_deref()),
             errors,
             correlation_id: self.correlation_id.to_string(),
             request_id: self.request_id.map(|r| r.to_string()),
             upstream_code,
             upstream_description,
+        }
+    }
+
+    /// The one thing the caller has to fix: a body property, a path parameter or a header.
+    fn field_at_fault(&self, errors: Option<&[FieldError]>) -> Option<String> {
+        let header = |name: &str| Some(name.to_owned());
+        match &self.kind {
+            ApiErrorKind::Validation(_) => errors.and_then(|e| e.first()).map(|e| e.field.clone()),
+            ApiErrorKind::Auth(AuthError::KeysUnavailable) => None,
+            ApiErrorKind::Auth(_) => header("Authorization"),
+            ApiErrorKind::Idempotency(_) => header(crate::domain::IDEMPOTENCY_KEY_HEADER),
+            ApiErrorKind::UnsupportedMediaType => header("Content-Type"),
+            ApiErrorKind::PayloadTooLarge { .. } => header("body"),
+            _ => None,
         }
     }
 

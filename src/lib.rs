@@ -3,6 +3,7 @@ pub mod configuration;
 pub mod correlation;
 pub mod domain;
 pub mod error;
+pub mod idempotency;
 pub mod partner_center;
 pub mod routes;
 pub mod sandbox;

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -14,6 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::CallerVerifier;
 use crate::configuration::{Mode, Settings};
 use crate::correlation::correlation_middleware;
+use crate::idempotency::IdempotencyStore;
 use crate::partner_center::{PartnerCenterClient, TokenProvider};
 use crate::routes;
 use crate::sandbox::Sandbox;
@@ -23,6 +25,7 @@ use crate::telemetry::GatewayRootSpan;
 pub struct AppState {
     pub partner_center: PartnerCenterClient,
     pub max_body_bytes: usize,
+    pub idempotency: IdempotencyStore,
 }
 
 pub struct Application {
@@ -75,6 +78,10 @@ impl Application {
                 tokens,
             ),
             max_body_bytes: settings.server.max_body_bytes,
+            idempotency: IdempotencyStore::new(
+                Duration::from_secs(settings.idempotency.ttl_secs),
+                settings.idempotency.max_entries,
+            ),
         });
         let verifier = web::Data::new(CallerVerifier::new(http, &settings.caller_auth));
 

@@ -58,7 +58,14 @@ pub struct Settings {
     pub caller_auth: CallerAuthSettings,
     pub partner_center: PartnerCenterSettings,
     pub partner_token: PartnerTokenSettings,
+    pub idempotency: IdempotencySettings,
     pub sandbox: SandboxSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdempotencySettings {
+    pub ttl_secs: u64,
+    pub max_entries: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -44,9 +44,22 @@ impl fmt::Display for CorrelationId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestId(Uuid);
 
+/// Namespace of request IDs derived from a caller's idempotency key.
+const IDEMPOTENT_REQUEST_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6a1f_3c2e_8b4d_5f70_9e21_4c7a_d0b3_e815);
+
 impl RequestId {
     pub fn new() -> Self {
         Self(Uuid::new_v4())
+    }
+
+    /// The same ID for the same caller and idempotency key, on every replica and after a
+    /// restart (UUID v5), so Partner Center de-duplicates a retry wherever it lands.
+    pub fn derived_from(caller_and_key: &str) -> Self {
+        Self(Uuid::new_v5(
+            &IDEMPOTENT_REQUEST_NAMESPACE,
+            caller_and_key.as_bytes(),
+        ))
     }
 
     pub fn as_uuid(&self) -> Uuid {

@@ -2,6 +2,7 @@
 
 mod customer_id;
 mod field_error;
+mod idempotency_key;
 mod ids;
 mod qualification;
 mod qualification_request;
@@ -9,6 +10,7 @@ mod qualification_status;
 
 pub use customer_id::CustomerId;
 pub use field_error::{FieldError, FieldErrors};
+pub use idempotency_key::{IDEMPOTENCY_KEY_HEADER, IdempotencyKey};
 pub use ids::{CorrelationId, RequestId};
 pub use qualification::{EducationSegment, Qualification, SettableQualification, VettingStatus};
 pub use qualification_request::{QualificationRequest, QualificationRequestBody, ValidationCode};

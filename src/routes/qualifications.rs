@@ -1,4 +1,4 @@
-use actix_web::http::header::LOCATION;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -6,9 +6,11 @@ use utoipa::ToSchema;
 use super::body::read_json_body;
 use crate::auth::{Caller, Permission};
 use crate::domain::{
-    CorrelationId, CustomerId, FieldErrors, QualificationRequest, QualificationStatus,
+    CorrelationId, CustomerId, FieldErrors, IDEMPOTENCY_KEY_HEADER, IdempotencyKey,
+    QualificationRequest, QualificationStatus, RequestId,
 };
 use crate::error::{ApiError, Problem, WithCorrelation};
+use crate::idempotency::{Claim, IdempotentRequest, StoredResponse};
 use crate::partner_center::UpstreamCall;
 use crate::startup::AppState;
 
@@ -40,18 +42,25 @@ pub struct CustomerQualifications {
 /// Vetting is asynchronous: follow it with the GET on the `Location` answered.
 #[utoipa::path(
     tag = "qualifications",
-    params(("customerId" = uuid::Uuid, Path, description = "The customer's Microsoft tenant ID")),
+    params(
+        ("customerId" = uuid::Uuid, Path, description = "The customer's Microsoft tenant ID"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the first answer for this caller and key is replayed for 24 h (with `Idempotent-Replayed: true`), a retry while the first runs gets 409, the same key with another request 422. 1-255 visible ASCII characters, e.g. a UUID."),
+    ),
     request_body(content = crate::domain::QualificationRequestBody, content_type = "application/json"),
     responses(
         (status = 202, description = "Partner Center accepted the request; vetting follows", body = QualificationAccepted,
-            headers(("Location" = String, description = "Where to follow the vetting"))),
+            headers(
+                ("Location" = String, description = "Where to follow the vetting"),
+                ("Idempotent-Replayed" = Option<String>, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key"),
+            )),
         (status = 400, description = "Invalid request; nothing was sent to Partner Center", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid caller token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the write role, or Partner Center refused the partner (e.g. missing GDAP role for GCC)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Partner Center does not know the customer", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The customer already has, or is being vetted for, this qualification", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The customer already has, or is being vetted for, this qualification; or a request with the same Idempotency-Key is still running", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used for a different request", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Partner Center is throttling", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Partner Center failed or answered nonsense", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The gateway cannot obtain a Partner Center token", body = Problem, content_type = "application/problem+json"),
@@ -75,43 +84,92 @@ pub async fn create_qualification(
         .await
         .with_correlation(correlation_id)?;
 
+    // Every fault at once: path, body and header.
     let customer = CustomerId::parse(&customer_id);
     let request = QualificationRequest::from_json(&body);
-    let (customer, request) = match (customer, request) {
-        (Ok(customer), Ok(request)) => (customer, request),
-        (customer, request) => {
-            let mut errors = FieldErrors::default();
-            if let Err(e) = customer {
-                errors.push(e);
+    let idempotency_key = http_request
+        .headers()
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| IdempotencyKey::parse("").unwrap_err())
+                .and_then(IdempotencyKey::parse)
+        });
+    let (customer, request, idempotency_key) =
+        match (customer, request, idempotency_key.transpose()) {
+            (Ok(customer), Ok(request), Ok(key)) => (customer, request, key),
+            (customer, request, key) => {
+                let mut errors = FieldErrors::default();
+                if let Err(e) = customer {
+                    errors.push(e);
+                }
+                if let Err(e) = request {
+                    errors.extend(e);
+                }
+                if let Err(e) = key {
+                    errors.push(e);
+                }
+                return Err(ApiError::new(errors, correlation_id));
             }
-            if let Err(e) = request {
-                errors.extend(e);
-            }
-            return Err(ApiError::new(errors, correlation_id));
-        }
-    };
+        };
 
-    let call = UpstreamCall::new(correlation_id);
+    let Some(key) = idempotency_key else {
+        let call = UpstreamCall::new(correlation_id);
+        return Ok(request_qualification(&state, customer, &request, call)
+            .await?
+            .to_response(false));
+    };
+    let operation = format!("POST /v1/customers/{customer}/qualifications");
+    let idempotent = IdempotentRequest::new(&caller, &key, &operation, &body);
+    match state.idempotency.claim(&idempotent) {
+        Claim::Replay(stored) => Ok(stored.to_response(true)),
+        Claim::Refused(reason) => Err(ApiError::new(reason, correlation_id)),
+        Claim::Fresh(in_flight) => {
+            let call = UpstreamCall {
+                correlation_id,
+                request_id: RequestId::derived_from(&idempotent.scope),
+            };
+            // An error drops `in_flight`, freeing the key: the caller may retry, and the
+            // retry carries the same MS-RequestId.
+            let answer = request_qualification(&state, customer, &request, call).await?;
+            in_flight.complete(answer.clone());
+            Ok(answer.to_response(false))
+        }
+    }
+}
+
+/// The call to Partner Center and the 202 it becomes, kept whole so it can be replayed.
+async fn request_qualification(
+    state: &AppState,
+    customer: CustomerId,
+    request: &QualificationRequest,
+    call: UpstreamCall,
+) -> Result<StoredResponse, ApiError> {
     let status = state
         .partner_center
-        .create_qualification(customer, &request, call)
+        .create_qualification(customer, request, call)
         .await
-        .map_err(|e| ApiError::upstream(e, correlation_id, call.request_id))?;
+        .map_err(|e| ApiError::upstream(e, call.correlation_id, call.request_id))?;
     tracing::info!(
         customer = %customer,
         qualification = request.qualification().as_str(),
         vetting_status = status.vetting_status.as_ref().map(|s| s.as_str()),
         "qualification requested"
     );
-
-    Ok(HttpResponse::Accepted()
-        .insert_header((LOCATION, format!("/v1/customers/{customer}/qualifications")))
-        .json(QualificationAccepted {
-            customer_id: customer.to_string(),
-            status,
-            correlation_id: correlation_id.to_string(),
-            request_id: call.request_id.to_string(),
-        }))
+    let accepted = QualificationAccepted {
+        customer_id: customer.to_string(),
+        status,
+        correlation_id: call.correlation_id.to_string(),
+        request_id: call.request_id.to_string(),
+    };
+    Ok(StoredResponse {
+        status: StatusCode::ACCEPTED,
+        location: Some(format!("/v1/customers/{customer}/qualifications")),
+        body: serde_json::to_vec(&accepted)
+            .expect("the answer serializes")
+            .into(),
+    })
 }
 
 /// List a customer's qualifications and where their vetting stands.

@@ -5,6 +5,7 @@ mod auth_keys;
 mod configuration;
 mod health;
 mod helpers;
+mod idempotency;
 mod openapi;
 mod partner_token;
 mod sandbox;
