@@ -10,6 +10,7 @@ use crate::auth::AuthError;
 use crate::domain::{CorrelationId, FieldError, FieldErrors, RequestId};
 use crate::idempotency::IdempotencyError;
 use crate::partner_center::{TokenError, UpstreamError};
+use crate::rate_limit::RateLimited;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_PREFIX: &str = "urn:partner-gateway:problem:";
@@ -30,6 +31,8 @@ pub enum ApiErrorKind {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Idempotency(#[from] IdempotencyError),
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
     #[error("no such resource")]
     NotFound,
 }
@@ -251,6 +254,18 @@ impl ApiError {
                 "Partner Center did not answer in time",
                 "Partner Center did not answer within the gateway's timeout.".into(),
             ),
+            K::Upstream(U::CircuitOpen { retry_after_secs }) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream-circuit-open",
+                "Partner Center is failing; the gateway is not calling it for now",
+                format!("Partner Center failed repeatedly; the gateway will try it again in {retry_after_secs} seconds."),
+            ),
+            K::Upstream(U::Busy) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream-busy",
+                "The gateway has too many Partner Center calls in flight",
+                "Every Partner Center slot stayed busy; try again shortly.".into(),
+            ),
             K::Upstream(U::Token(_)) => m(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "partner-token-unavailable",
@@ -268,6 +283,15 @@ impl ApiError {
                 "idempotency-key-reused",
                 "This Idempotency-Key belongs to a different request",
                 "This Idempotency-Key was used with a different customer or body; use a new key for a new request.".into(),
+            ),
+            K::RateLimited(limited) => m(
+                StatusCode::TOO_MANY_REQUESTS,
+                "caller-rate-limited",
+                "Too many requests from this caller",
+                format!(
+                    "This caller has used its share of the gateway; try again in {} seconds.",
+                    limited.retry_after_secs
+                ),
             ),
             K::NotFound => m(
                 StatusCode::NOT_FOUND,
@@ -324,6 +348,11 @@ impl ApiError {
                     retry_after_secs, ..
                 },
             ) => *retry_after_secs,
+            ApiErrorKind::RateLimited(limited) => Some(limited.retry_after_secs),
+            ApiErrorKind::Upstream(UpstreamError::CircuitOpen { retry_after_secs }) => {
+                Some(*retry_after_secs)
+            }
+            ApiErrorKind::Upstream(UpstreamError::Busy) => Some(1),
             ApiErrorKind::Upstream(UpstreamError::Token(error)) => match error.as_ref() {
                 TokenError::BackingOff {
                     retry_after_secs, ..

@@ -5,6 +5,7 @@ pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod partner_center;
+pub mod rate_limit;
 pub mod routes;
 pub mod sandbox;
 pub mod startup;

@@ -17,6 +17,7 @@ use crate::configuration::{Mode, Settings};
 use crate::correlation::correlation_middleware;
 use crate::idempotency::IdempotencyStore;
 use crate::partner_center::{PartnerCenterClient, TokenProvider};
+use crate::rate_limit::CallerRateLimiter;
 use crate::routes;
 use crate::sandbox::Sandbox;
 use crate::telemetry::GatewayRootSpan;
@@ -84,6 +85,7 @@ impl Application {
             ),
         });
         let verifier = web::Data::new(CallerVerifier::new(http, &settings.caller_auth));
+        let rate_limiter = web::Data::new(CallerRateLimiter::new(&settings.rate_limit));
 
         let mut served_doc = routes::openapi_document();
         if sandbox.is_some() {
@@ -97,6 +99,7 @@ impl Application {
                 .into_utoipa_app()
                 .app_data(state.clone())
                 .app_data(server_verifier.clone())
+                .app_data(rate_limiter.clone())
                 .configure(routes::api)
                 .split_for_parts();
             let sandbox = server_sandbox.clone();

@@ -6,8 +6,10 @@ use futures_util::future::LocalBoxFuture;
 use super::{AuthError, Caller, CallerVerifier};
 use crate::correlation::correlation_id_of;
 use crate::error::ApiError;
+use crate::rate_limit::CallerRateLimiter;
 
-/// Authenticates the caller before the handler runs; the handler then asks for a permission.
+/// Authenticates the caller and applies its rate limit before the handler runs; the handler
+/// then asks for a permission.
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
@@ -15,6 +17,7 @@ impl FromRequest for Caller {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let correlation_id = correlation_id_of(request);
         let verifier = request.app_data::<web::Data<CallerVerifier>>().cloned();
+        let limiter = request.app_data::<web::Data<CallerRateLimiter>>().cloned();
         let token = bearer_token(request);
         Box::pin(async move {
             let verifier = verifier
@@ -35,6 +38,15 @@ impl FromRequest for Caller {
             }
             if let Some(name) = &caller.name {
                 span.record("caller_name", name.as_str());
+            }
+            if let Some(limiter) = limiter {
+                limiter.admit(&caller).map_err(|limited| {
+                    tracing::info!(
+                        retry_after_secs = limited.retry_after_secs,
+                        "caller rate-limited"
+                    );
+                    ApiError::new(limited, correlation_id)
+                })?;
             }
             Ok(caller)
         })

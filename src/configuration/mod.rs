@@ -59,7 +59,14 @@ pub struct Settings {
     pub partner_center: PartnerCenterSettings,
     pub partner_token: PartnerTokenSettings,
     pub idempotency: IdempotencySettings,
+    pub rate_limit: RateLimitSettings,
     pub sandbox: SandboxSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub requests_per_minute: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +218,12 @@ pub struct PartnerCenterSettings {
     pub retry_base_delay_ms: u64,
     pub retry_max_delay_ms: u64,
     pub call_deadline_ms: u64,
+    pub breaker_failure_ratio: f64,
+    pub breaker_window: usize,
+    pub breaker_min_calls: usize,
+    pub breaker_open_ms: u64,
+    pub max_concurrent_calls: usize,
+    pub bulkhead_wait_ms: u64,
 }
 
 impl PartnerCenterSettings {
@@ -335,6 +348,25 @@ impl Settings {
             if value == 0 {
                 return Err(E::invalid(key, "must be greater than 0"));
             }
+        }
+        let pc = &self.partner_center;
+        if !(pc.breaker_failure_ratio > 0.0 && pc.breaker_failure_ratio <= 1.0) {
+            return Err(E::invalid(
+                "partner_center.breaker_failure_ratio",
+                "must be above 0 and at most 1",
+            ));
+        }
+        if pc.breaker_min_calls == 0 || pc.breaker_min_calls > pc.breaker_window {
+            return Err(E::invalid(
+                "partner_center.breaker_min_calls",
+                "must be at least 1 and at most partner_center.breaker_window",
+            ));
+        }
+        if pc.max_concurrent_calls == 0 {
+            return Err(E::invalid(
+                "partner_center.max_concurrent_calls",
+                "must be greater than 0",
+            ));
         }
         match self.mode {
             Mode::Sandbox => {

@@ -7,8 +7,10 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue,
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use super::breaker::{BreakerSettings, CircuitBreaker, Outcome};
 use super::wire::{WireError, WireQualification, WireQualificationList, WireValidationCodeList};
 use super::{TokenProvider, UpstreamError};
 use crate::configuration::{PartnerCenterSettings, UpstreamContract};
@@ -46,6 +48,10 @@ pub struct PartnerCenterClient {
     tokens: Arc<TokenProvider>,
     request_timeout: Duration,
     retry: RetryPolicy,
+    breaker: CircuitBreaker,
+    /// Bounds the calls in flight, so a slow Partner Center cannot tie up every worker.
+    bulkhead: Semaphore,
+    bulkhead_wait: Duration,
 }
 
 /// When to try a logical call again, and how long to wait first.
@@ -118,6 +124,14 @@ impl PartnerCenterClient {
                 max_delay: Duration::from_millis(settings.retry_max_delay_ms),
                 deadline: Duration::from_millis(settings.call_deadline_ms),
             },
+            breaker: CircuitBreaker::new(BreakerSettings {
+                failure_ratio: settings.breaker_failure_ratio,
+                window: settings.breaker_window,
+                min_calls: settings.breaker_min_calls,
+                open_for: Duration::from_millis(settings.breaker_open_ms),
+            }),
+            bulkhead: Semaphore::new(settings.max_concurrent_calls),
+            bulkhead_wait: Duration::from_millis(settings.bulkhead_wait_ms),
         }
     }
 
@@ -248,9 +262,39 @@ impl PartnerCenterClient {
         result
     }
 
-    /// One HTTP exchange of a logical call.
+    /// One attempt of a logical call, if the circuit breaker and the bulkhead allow it.
     #[allow(clippy::too_many_arguments)]
     async fn attempt<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<(&str, &str)>,
+        body: Option<&B>,
+        call: UpstreamCall,
+        deadline: Instant,
+        number: u32,
+    ) -> Result<Option<T>, UpstreamError> {
+        let permit = self
+            .breaker
+            .admit()
+            .map_err(|wait| UpstreamError::CircuitOpen {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            })?;
+        let _slot = tokio::time::timeout(self.bulkhead_wait, self.bulkhead.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(UpstreamError::Busy)?;
+        let result = self
+            .exchange(method, path, query, body, call, deadline, number)
+            .await;
+        permit.record(breaker_outcome(&result));
+        result
+    }
+
+    /// One HTTP exchange.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -305,6 +349,11 @@ impl PartnerCenterClient {
         interpret(status, retry_after, &bytes)
     }
 
+    /// `closed`, `open` or `half-open`.
+    pub fn circuit_state(&self) -> &'static str {
+        self.breaker.state_name()
+    }
+
     fn headers(&self, call: UpstreamCall, authorization: HeaderValue) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, authorization);
@@ -317,6 +366,22 @@ impl PartnerCenterClient {
         headers.insert(MS_REQUEST_ID, guid_header(call.request_id.as_uuid()));
         headers.insert(X_LOCALE, self.locale.clone());
         headers
+    }
+}
+
+/// What an attempt says about Partner Center's health.
+fn breaker_outcome<T>(result: &Result<T, UpstreamError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Answered,
+        Err(
+            e @ (UpstreamError::ServerError { .. }
+            | UpstreamError::Timeout
+            | UpstreamError::Unreachable { .. }),
+        ) if e.is_transient() => Outcome::Failed,
+        Err(UpstreamError::Rejected { .. } | UpstreamError::InvalidResponse { .. }) => {
+            Outcome::Answered
+        }
+        Err(_) => Outcome::Neutral,
     }
 }
 

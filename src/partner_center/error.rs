@@ -29,6 +29,12 @@ pub enum UpstreamError {
     Timeout,
     #[error("no Partner Center token: {0}")]
     Token(Arc<TokenError>),
+    /// The circuit breaker is failing fast after sustained failures.
+    #[error("Partner Center's circuit is open (probe in {retry_after_secs} s)")]
+    CircuitOpen { retry_after_secs: u64 },
+    /// Every upstream slot stayed taken for the bulkhead's wait.
+    #[error("too many Partner Center calls in flight")]
+    Busy,
 }
 
 impl UpstreamError {
@@ -40,7 +46,10 @@ impl UpstreamError {
             Self::Unreachable { .. } | Self::Timeout | Self::Throttled { .. } => true,
             Self::ServerError { status, .. } => matches!(status.as_u16(), 500 | 502 | 503 | 504),
             Self::Rejected { status, .. } => status.as_u16() == 408,
-            Self::InvalidResponse { .. } | Self::Token(_) => false,
+            Self::InvalidResponse { .. }
+            | Self::Token(_)
+            | Self::CircuitOpen { .. }
+            | Self::Busy => false,
         }
     }
 
@@ -55,6 +64,7 @@ impl UpstreamError {
             | Self::ServerError {
                 retry_after_secs, ..
             } => retry_after_secs.map(Duration::from_secs),
+            Self::CircuitOpen { retry_after_secs } => Some(Duration::from_secs(*retry_after_secs)),
             _ => None,
         }
     }

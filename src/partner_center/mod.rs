@@ -1,5 +1,6 @@
 //! Partner Center: the App+User token and the calls the gateway fronts.
 
+mod breaker;
 mod client;
 mod error;
 mod token;

@@ -476,3 +476,42 @@ async fn the_caller_is_on_the_request_span() {
     }
     assert!(!logs.contains(&token), "the token itself is never logged");
 }
+
+#[tokio::test]
+async fn each_caller_has_its_own_rate_limit() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.rate_limit.requests_per_minute = 2;
+            settings.rate_limit.burst = 2;
+        })),
+        ..Default::default()
+    })
+    .await;
+    serve_reads(&app).await;
+    let busy = app.token_with(&[READ_ROLE], json!({"sub": "busy-service"}));
+    for _ in 0..2 {
+        assert_eq!(
+            app.get("/v1/validation-codes", Some(&busy)).await.status(),
+            200
+        );
+    }
+    let limited = app.get("/v1/validation-codes", Some(&busy)).await;
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&wait), "Retry-After {wait}");
+    assert_problem(limited, 429, "caller-rate-limited").await;
+    // Partner Center heard only the admitted two.
+    assert_eq!(
+        app.partner_center.received_requests().await.unwrap().len(),
+        2
+    );
+
+    let other = app.token_with(&[READ_ROLE], json!({"sub": "quiet-service"}));
+    assert_eq!(
+        app.get("/v1/validation-codes", Some(&other)).await.status(),
+        200
+    );
+}

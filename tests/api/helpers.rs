@@ -142,6 +142,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         .unwrap_or_else(|| partner_center.uri());
     settings.partner_center.contract = options.contract;
     settings.partner_center.request_timeout_ms = options.request_timeout_ms;
+    // Tests that are not about the rate limit must not trip over it.
+    settings.rate_limit.requests_per_minute = 1_000_000;
+    settings.rate_limit.burst = 1_000_000;
     // Retries wait milliseconds in tests, not seconds.
     settings.partner_center.retry_base_delay_ms = 5;
     settings.partner_center.retry_max_delay_ms = 40;

@@ -11,5 +11,6 @@ mod partner_token;
 mod sandbox;
 mod upstream_calls;
 mod upstream_errors;
+mod upstream_protection;
 mod upstream_retries;
 mod validation;

@@ -218,14 +218,22 @@ async fn a_token_past_its_refresh_point_is_served_while_one_background_refresh_r
         .with_priority(2)
         .mount(&app.entra)
         .await;
-    mount_list(&app, "early", 2).await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::header("Authorization", "Bearer early"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .expect(2..)
+        .mount(&app.partner_center)
+        .await;
     mount_list(&app, "late", 1).await;
 
     assert_eq!(list(&app).await, 200);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     // Past the refresh point: answered at once with the old token, refresh in the background.
     assert_eq!(list(&app).await, 200);
+    let second = &app.partner_center.received_requests().await.unwrap()[1];
+    assert_eq!(second.headers["authorization"], "Bearer early");
     wait_for_requests(&app.entra, 2).await;
+    // The new token replaces the old one as soon as the background refresh lands.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let used_late = app

@@ -1,0 +1,141 @@
+//! Protecting Partner Center: the circuit breaker and the bulkhead.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{CUSTOMER, TestApp, TestOptions, assert_problem, spawn_app_with};
+
+const SOE: &str = r#"{"qualification":"StateOwnedEntity"}"#;
+
+/// No retries, a breaker that opens after 4 attempts with half of them failed.
+fn touchy_breaker(open_ms: u64) -> TestOptions {
+    TestOptions {
+        configure: Some(Box::new(move |settings, _| {
+            let pc = &mut settings.partner_center;
+            pc.max_retries = 0;
+            pc.breaker_window = 4;
+            pc.breaker_min_calls = 4;
+            pc.breaker_failure_ratio = 0.5;
+            pc.breaker_open_ms = open_ms;
+        })),
+        ..Default::default()
+    }
+}
+
+async fn partner_center_answers(app: &TestApp, response: ResponseTemplate, priority: u8) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
+        .respond_with(response)
+        .with_priority(priority)
+        .mount(&app.partner_center)
+        .await;
+}
+
+async fn post(app: &TestApp) -> reqwest::Response {
+    app.post_qualification(CUSTOMER, SOE, Some(&app.writer_token()))
+        .await
+}
+
+async fn circuit(app: &TestApp) -> Value {
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), 200, "the circuit never fails readiness");
+    let body: Value = ready.json().await.unwrap();
+    body["details"]["partnerCenterCircuit"].clone()
+}
+
+async fn calls_seen(app: &TestApp) -> usize {
+    app.partner_center.received_requests().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn sustained_failures_open_the_circuit_and_callers_fail_fast() {
+    let app = spawn_app_with(touchy_breaker(60_000)).await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    partner_center_answers(&app, ResponseTemplate::new(500), 1).await;
+    assert!(crate::helpers::wait_until_ready(&app.url, Duration::from_secs(10)).await);
+    for _ in 0..4 {
+        assert_problem(post(&app).await, 502, "upstream-error").await;
+    }
+    assert_eq!(circuit(&app).await, "open");
+
+    let fast = post(&app).await;
+    let wait: u64 = fast.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((50..=60).contains(&wait), "Retry-After {wait}");
+    assert_problem(fast, 503, "upstream-circuit-open").await;
+    assert_eq!(calls_seen(&app).await, 4, "no call while open");
+}
+
+#[tokio::test]
+async fn after_the_pause_one_probe_decides() {
+    let app = spawn_app_with(touchy_breaker(300)).await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    partner_center_answers(&app, ResponseTemplate::new(503), 2).await;
+    for _ in 0..4 {
+        post(&app).await;
+    }
+    assert_eq!(circuit(&app).await, "open");
+
+    // The probe fails: open again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(circuit(&app).await, "half-open");
+    assert_problem(post(&app).await, 502, "upstream-error").await;
+    assert_eq!(circuit(&app).await, "open");
+
+    // Partner Center recovers; the next probe closes the circuit.
+    partner_center_answers(&app, ResponseTemplate::new(201).set_body_json(json!({})), 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(post(&app).await.status(), 202);
+    assert_eq!(circuit(&app).await, "closed");
+    assert_eq!(post(&app).await.status(), 202);
+}
+
+#[tokio::test]
+async fn refusals_and_throttling_do_not_open_the_circuit() {
+    let app = spawn_app_with(touchy_breaker(60_000)).await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    partner_center_answers(&app, ResponseTemplate::new(404), 2).await;
+    for _ in 0..4 {
+        assert_problem(post(&app).await, 404, "upstream-rejected").await;
+    }
+    partner_center_answers(&app, ResponseTemplate::new(429), 1).await;
+    for _ in 0..4 {
+        assert_problem(post(&app).await, 429, "upstream-throttled").await;
+    }
+    assert_eq!(circuit(&app).await, "closed");
+}
+
+#[tokio::test]
+async fn the_bulkhead_bounds_calls_in_flight() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_center.max_concurrent_calls = 1;
+            settings.partner_center.bulkhead_wait_ms = 100;
+        })),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    partner_center_answers(
+        &app,
+        ResponseTemplate::new(201)
+            .set_body_json(json!({}))
+            .set_delay(Duration::from_secs(2)),
+        1,
+    )
+    .await;
+    let (first, second) = tokio::join!(post(&app), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        post(&app).await
+    });
+    assert_eq!(first.status(), 202);
+    assert_eq!(second.headers()["retry-after"], "1");
+    assert_problem(second, 503, "upstream-busy").await;
+    assert_eq!(calls_seen(&app).await, 1);
+}
