@@ -91,6 +91,15 @@ impl RetryPolicy {
     }
 }
 
+/// What one logical call sends, the same on every attempt.
+struct Outgoing<'a, B> {
+    method: Method,
+    path: &'a str,
+    query: Option<(&'a str, &'a str)>,
+    body: Option<&'a B>,
+    call: UpstreamCall,
+}
+
 /// The current contract's body: everything in JSON. The legacy contract moves the code to `?code=`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -235,9 +244,16 @@ impl PartnerCenterClient {
         let deadline = Instant::now() + self.retry.deadline;
         let attempts = AtomicU32::new(0);
         let token_refreshed = AtomicBool::new(false);
+        let outgoing = Outgoing {
+            method,
+            path,
+            query,
+            body,
+            call,
+        };
         let attempt = || {
             let number = attempts.fetch_add(1, Ordering::Relaxed) + 1;
-            self.attempt(method.clone(), path, query, body, call, deadline, number)
+            self.attempt(&outgoing, deadline, number)
         };
         let result = attempt
             .retry(self.retry.backoff())
@@ -263,14 +279,9 @@ impl PartnerCenterClient {
     }
 
     /// One attempt of a logical call, if the circuit breaker and the bulkhead allow it.
-    #[allow(clippy::too_many_arguments)]
     async fn attempt<B: Serialize, T: DeserializeOwned>(
         &self,
-        method: Method,
-        path: &str,
-        query: Option<(&str, &str)>,
-        body: Option<&B>,
-        call: UpstreamCall,
+        outgoing: &Outgoing<'_, B>,
         deadline: Instant,
         number: u32,
     ) -> Result<Option<T>, UpstreamError> {
@@ -285,25 +296,25 @@ impl PartnerCenterClient {
             .ok()
             .and_then(Result::ok)
             .ok_or(UpstreamError::Busy)?;
-        let result = self
-            .exchange(method, path, query, body, call, deadline, number)
-            .await;
+        let result = self.exchange(outgoing, deadline, number).await;
         permit.record(breaker_outcome(&result));
         result
     }
 
     /// One HTTP exchange.
-    #[allow(clippy::too_many_arguments)]
     async fn exchange<B: Serialize, T: DeserializeOwned>(
         &self,
-        method: Method,
-        path: &str,
-        query: Option<(&str, &str)>,
-        body: Option<&B>,
-        call: UpstreamCall,
+        outgoing: &Outgoing<'_, B>,
         deadline: Instant,
         number: u32,
     ) -> Result<Option<T>, UpstreamError> {
+        let Outgoing {
+            method,
+            path,
+            query,
+            body,
+            call,
+        } = outgoing;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(UpstreamError::Timeout);
@@ -311,11 +322,11 @@ impl PartnerCenterClient {
         let token = self.tokens.get().await.map_err(UpstreamError::Token)?;
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.base_url))
-            .headers(self.headers(call, token.authorization_header()))
+            .request(method.clone(), format!("{}{path}", self.base_url))
+            .headers(self.headers(*call, token.authorization_header()))
             .timeout(self.request_timeout.min(remaining));
         if let Some(query) = query {
-            request = request.query(&[query]);
+            request = request.query(&[*query]);
         }
         if let Some(body) = body {
             request = request.json(body);
