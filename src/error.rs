@@ -248,7 +248,7 @@ impl ApiError {
                 "Partner Center could not be reached",
                 "The gateway could not connect to Partner Center.".into(),
             ),
-            K::Upstream(U::Timeout) => m(
+            K::Upstream(U::Timeout | U::DeadlineExceeded) => m(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream-timeout",
                 "Partner Center did not answer in time",
@@ -323,6 +323,21 @@ impl ApiError {
             upstream_code,
             upstream_description,
         }
+    }
+
+    /// Partner Center's final word on the request (a 4xx verdict such as 400 or 409), as
+    /// opposed to a failure worth retrying.
+    pub fn is_upstream_verdict(&self) -> bool {
+        matches!(&self.kind, ApiErrorKind::Upstream(UpstreamError::Rejected { status, .. })
+            if status.is_client_error() && !matches!(status.as_u16(), 401 | 408 | 429))
+    }
+
+    /// The status and problem body, for an answer kept to be replayed.
+    pub fn status_and_body(&self) -> (StatusCode, Vec<u8>) {
+        let problem = self.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, serde_json::to_vec(&problem).unwrap_or_default())
     }
 
     /// The one thing the caller has to fix: a body property, a path parameter or a header.

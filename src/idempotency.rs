@@ -45,10 +45,11 @@ enum Record {
     },
 }
 
-/// A completed answer, as sent the first time.
+/// A completed answer, as sent the first time: a 202, or Partner Center's 4xx verdict.
 #[derive(Clone)]
 pub struct StoredResponse {
     pub status: StatusCode,
+    pub content_type: &'static str,
     pub location: Option<String>,
     pub body: Bytes,
 }
@@ -56,7 +57,7 @@ pub struct StoredResponse {
 impl StoredResponse {
     pub fn to_response(&self, replayed: bool) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
-        response.insert_header((CONTENT_TYPE, "application/json"));
+        response.insert_header((CONTENT_TYPE, self.content_type));
         if let Some(location) = &self.location {
             response.insert_header((LOCATION, location.as_str()));
         }
@@ -83,6 +84,17 @@ pub struct IdempotentRequest {
 }
 
 impl IdempotentRequest {
+    /// Caller, key and request content: a retry anywhere gets the same `MS-RequestId`, and a
+    /// key reused for another request (on a replica without the record) does not.
+    pub fn request_id_seed(&self) -> String {
+        let content: String = self
+            .fingerprint
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}\n{content}", self.scope)
+    }
+
     /// Scoped to the caller, so two callers' keys never collide; fingerprinted over the
     /// operation and the exact body bytes.
     pub fn new(caller: &Caller, key: &IdempotencyKey, operation: &str, body: &[u8]) -> Self {

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::breaker::{BreakerSettings, CircuitBreaker, Outcome};
 use super::wire::{WireError, WireQualification, WireQualificationList, WireValidationCodeList};
-use super::{TokenProvider, UpstreamError};
+use super::{AccessToken, TokenProvider, UpstreamError};
 use crate::configuration::{PartnerCenterSettings, UpstreamContract};
 use crate::domain::{
     CorrelationId, CustomerId, PartnerValidationCode, Qualification, QualificationRequest,
@@ -54,6 +54,10 @@ pub struct PartnerCenterClient {
     bulkhead_wait: Duration,
 }
 
+/// A retry that would leave less than this for the attempt itself is not made: the caller
+/// gets the informative answer (429 with Retry-After, say) rather than a sure timeout.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(500);
+
 /// When to try a logical call again, and how long to wait first.
 #[derive(Debug, Clone)]
 struct RetryPolicy {
@@ -65,7 +69,7 @@ struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Exponential backoff with full jitter, so replicas retrying together spread out.
+    /// Exponential backoff with jitter, so replicas retrying together spread out.
     fn backoff(&self) -> ExponentialBuilder {
         ExponentialBuilder::new()
             .with_min_delay(self.base_delay)
@@ -83,11 +87,14 @@ impl RetryPolicy {
         backoff: Option<Duration>,
         deadline: Instant,
     ) -> Option<Duration> {
-        let backoff = backoff?;
+        // backon's jitter adds up to the delay again: keep the cap a cap.
+        let backoff = backoff?.min(self.max_delay);
         let wait = error
             .retry_after()
             .map_or(backoff, |asked| asked.max(backoff));
-        (Instant::now() + wait < deadline).then_some(wait)
+        // Worth it only if an attempt still has time to run after the wait.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        (wait.saturating_add(MIN_ATTEMPT_TIME) < remaining).then_some(wait)
     }
 }
 
@@ -291,20 +298,31 @@ impl PartnerCenterClient {
             .map_err(|wait| UpstreamError::CircuitOpen {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
             })?;
+        // The token first: a slot is for talking to Partner Center, not for waiting on Entra.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let token = tokio::time::timeout(remaining, self.tokens.get())
+            .await
+            .map_err(|_| UpstreamError::DeadlineExceeded)?
+            .map_err(UpstreamError::Token)?;
         let _slot = tokio::time::timeout(self.bulkhead_wait, self.bulkhead.acquire())
             .await
             .ok()
             .and_then(Result::ok)
             .ok_or(UpstreamError::Busy)?;
-        let result = self.exchange(outgoing, deadline, number).await;
+        let result = self.exchange(outgoing, &token, deadline, number).await;
         permit.record(breaker_outcome(&result));
+        if matches!(&result, Err(e) if e.is_unauthorized()) {
+            // That token was refused (revoked, consent changed): do not keep using it.
+            self.tokens.invalidate(&token).await;
+        }
         result
     }
 
-    /// One HTTP exchange.
+    /// One HTTP exchange, cut short by the call's deadline if that comes first.
     async fn exchange<B: Serialize, T: DeserializeOwned>(
         &self,
         outgoing: &Outgoing<'_, B>,
+        token: &AccessToken,
         deadline: Instant,
         number: u32,
     ) -> Result<Option<T>, UpstreamError> {
@@ -317,9 +335,9 @@ impl PartnerCenterClient {
         } = outgoing;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(UpstreamError::Timeout);
+            return Err(UpstreamError::DeadlineExceeded);
         }
-        let token = self.tokens.get().await.map_err(UpstreamError::Token)?;
+        let cut_short = remaining < self.request_timeout;
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base_url))
@@ -338,7 +356,11 @@ impl PartnerCenterClient {
         let response = result.map_err(|e| {
             let e = e.without_url();
             tracing::warn!(attempt = number, elapsed_ms, error = %e, "Partner Center call failed");
-            UpstreamError::from(e)
+            match UpstreamError::from(e) {
+                // Our deadline, not Partner Center's slowness: not a mark against it.
+                UpstreamError::Timeout if cut_short => UpstreamError::DeadlineExceeded,
+                other => other,
+            }
         })?;
         let status = response.status();
         let retry_after = response
@@ -353,10 +375,6 @@ impl PartnerCenterClient {
             elapsed_ms,
             "Partner Center answered {status}"
         );
-        if status == StatusCode::UNAUTHORIZED {
-            // Our token was refused (revoked, consent changed): do not keep using it.
-            self.tokens.invalidate().await;
-        }
         interpret(status, retry_after, &bytes)
     }
 

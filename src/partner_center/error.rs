@@ -27,6 +27,9 @@ pub enum UpstreamError {
     Unreachable { reason: String },
     #[error("Partner Center did not answer in time")]
     Timeout,
+    /// The logical call's deadline passed (waiting for a token, or an attempt cut short).
+    #[error("the call's deadline passed before Partner Center answered")]
+    DeadlineExceeded,
     #[error("no Partner Center token: {0}")]
     Token(Arc<TokenError>),
     /// The circuit breaker is failing fast after sustained failures.
@@ -49,7 +52,8 @@ impl UpstreamError {
             Self::InvalidResponse { .. }
             | Self::Token(_)
             | Self::CircuitOpen { .. }
-            | Self::Busy => false,
+            | Self::Busy
+            | Self::DeadlineExceeded => false,
         }
     }
 

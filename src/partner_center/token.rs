@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use moka::Expiry;
 use moka::future::Cache;
+use moka::ops::compute::Op;
 use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::configuration::{PartnerTokenSettings, TokenEndpoint};
 
@@ -74,6 +75,18 @@ impl Expiry<(), Arc<AccessToken>> for UntilNearExpiry {
     ) -> Option<Duration> {
         Some(token.cache_for)
     }
+
+    /// A background refresh replaces the entry: the new token's lifetime counts, not the
+    /// old one's (moka would keep the old expiry otherwise).
+    fn expire_after_update(
+        &self,
+        _: &(),
+        token: &Arc<AccessToken>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(token.cache_for)
+    }
 }
 
 pub struct TokenProvider {
@@ -90,8 +103,12 @@ pub struct TokenProvider {
     cache: Cache<(), Arc<AccessToken>>,
     store: Option<RefreshTokenStore>,
     refreshing_ahead: AtomicBool,
+    /// Every token request goes through here: one at a time, so two never redeem the same
+    /// refresh token and rotations are stored in order.
+    redeem_lock: tokio::sync::Mutex<()>,
     failures: Mutex<Failures>,
     failure_backoff: ExponentialBuilder,
+    failure_backoff_max: Duration,
 }
 
 /// Recent token-endpoint failures, so a revoked refresh token does not become a storm of
@@ -131,12 +148,14 @@ impl TokenProvider {
             .refresh_token_file
             .as_ref()
             .filter(|p| !p.as_os_str().is_empty())
-            .map(|path| RefreshTokenStore { path: path.clone() });
+            .map(|path| RefreshTokenStore {
+                path: path.clone(),
+                seeded_from: fingerprint(settings.refresh_token.as_ref()),
+            });
         let mut refresh_token = settings.refresh_token.clone();
         if let Some(store) = &store
             && let Some(stored) = store.load()?
         {
-            tracing::info!(path = %store.path.display(), "using the refresh token stored by an earlier run");
             refresh_token = Some(stored);
         }
         Ok(Self {
@@ -155,6 +174,7 @@ impl TokenProvider {
                 .build(),
             store,
             refreshing_ahead: AtomicBool::new(false),
+            redeem_lock: tokio::sync::Mutex::new(()),
             failures: Mutex::new(Failures::default()),
             failure_backoff: ExponentialBuilder::new()
                 .with_min_delay(Duration::from_millis(settings.failure_backoff_base_ms))
@@ -162,6 +182,7 @@ impl TokenProvider {
                 .with_factor(2.0)
                 .with_jitter()
                 .without_max_times(),
+            failure_backoff_max: Duration::from_millis(settings.failure_backoff_max_ms),
         })
     }
 
@@ -200,11 +221,20 @@ impl TokenProvider {
                     })
             })
             .await
+            // The first caller to see a failure learns the backoff too.
+            .map_err(|error| self.backing_off().unwrap_or(error))
     }
 
-    /// Forget the cached token, e.g. after Partner Center refused it.
-    pub async fn invalidate(&self) {
-        self.cache.invalidate(&()).await;
+    /// Drops `refused` (Partner Center answered 401 to it), unless a newer token has already
+    /// replaced it: a late 401 for an old token must not throw away a fresh one.
+    pub async fn invalidate(&self, refused: &Arc<AccessToken>) {
+        self.cache
+            .entry(())
+            .and_compute_with(|current| {
+                let same = current.is_some_and(|entry| Arc::ptr_eq(entry.value(), refused));
+                std::future::ready(if same { Op::Remove } else { Op::Nop })
+            })
+            .await;
     }
 
     fn refresh_ahead(self: &Arc<Self>) {
@@ -234,15 +264,30 @@ impl TokenProvider {
     }
 
     async fn redeem_and_record(&self) -> Result<Arc<AccessToken>, TokenError> {
+        let _one_token_request_at_a_time = self.redeem_lock.lock().await;
+        // Someone else's request may have landed while we waited.
+        if let Some(token) = self.cache.get(&()).await
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token);
+        }
         let result = self.redeem().await;
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
             Ok(_) => *failures = Failures::default(),
             Err(error) => {
-                let delays = failures
-                    .delays
-                    .get_or_insert_with(|| self.failure_backoff.build());
-                let wait = delays.next().unwrap_or(Duration::from_secs(60));
+                // A refused refresh token waits longer each time; Entra being unreachable
+                // or confused is retried at the base pace, so recovery is noticed soon.
+                let wait = if matches!(error, TokenError::Refused { .. }) {
+                    failures
+                        .delays
+                        .get_or_insert_with(|| self.failure_backoff.build())
+                        .next()
+                        .unwrap_or(self.failure_backoff_max)
+                        .min(self.failure_backoff_max)
+                } else {
+                    self.failure_backoff.build().next().unwrap_or_default()
+                };
                 tracing::warn!(
                     wait_ms = wait.as_millis() as u64,
                     "not asking the token endpoint again before this wait"
@@ -388,27 +433,72 @@ fn token_schedule(
 }
 
 /// Where a rotated refresh token survives restarts: written atomically (a temporary file in
-/// the same directory, mode 0600, synced, then renamed over the old one).
+/// the same directory, mode 0600, synced, then renamed over the old one), with a fingerprint
+/// of the configured token it descends from. An operator who configures a new refresh token
+/// (the stored one was revoked, say) is therefore obeyed rather than overruled by the file.
 struct RefreshTokenStore {
     path: PathBuf,
+    /// SHA-256 (hex) of the configured refresh token; empty when none is configured.
+    seeded_from: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRefreshToken {
+    refresh_token: String,
+    seeded_from: String,
+}
+
+fn fingerprint(token: Option<&SecretString>) -> String {
+    token
+        .map(|t| {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.expose_secret().as_bytes())
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl RefreshTokenStore {
+    /// The stored token, when there is one and it descends from the configured one (or
+    /// none is configured).
     fn load(&self) -> anyhow::Result<Option<SecretString>> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) if text.trim().is_empty() => Ok(None),
-            Ok(text) => Ok(Some(SecretString::from(text.trim().to_owned()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot read the refresh-token file {}: {e}",
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                anyhow::bail!(
+                    "cannot read the refresh-token file {}: {e}",
+                    self.path.display()
+                )
+            }
+        };
+        let stored: StoredRefreshToken = serde_json::from_str(&text).map_err(|_| {
+            anyhow::anyhow!(
+                "the refresh-token file {} is not one this gateway wrote",
                 self.path.display()
-            )),
+            )
+        })?;
+        if stored.refresh_token.trim().is_empty() {
+            return Ok(None);
         }
+        if !self.seeded_from.is_empty() && stored.seeded_from != self.seeded_from {
+            tracing::warn!(path = %self.path.display(), "the configured refresh token changed since the stored one was written; using the configured one");
+            return Ok(None);
+        }
+        tracing::info!(path = %self.path.display(), "using the refresh token stored by an earlier run");
+        Ok(Some(SecretString::from(stored.refresh_token)))
     }
 
     async fn save(&self, token: SecretString) -> std::io::Result<()> {
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_private_atomically(&path, token.expose_secret()))
+        let contents = serde_json::to_string(&StoredRefreshToken {
+            refresh_token: token.expose_secret().to_owned(),
+            seeded_from: self.seeded_from.clone(),
+        })
+        .map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || write_private_atomically(&path, &contents))
             .await
             .map_err(std::io::Error::other)?
     }

@@ -9,7 +9,7 @@ use crate::domain::{
     CorrelationId, CustomerId, FieldErrors, IDEMPOTENCY_KEY_HEADER, IdempotencyKey,
     QualificationRequest, QualificationStatus, RequestId,
 };
-use crate::error::{ApiError, Problem, WithCorrelation};
+use crate::error::{ApiError, PROBLEM_JSON, Problem, WithCorrelation};
 use crate::idempotency::{Claim, IdempotentRequest, StoredResponse};
 use crate::partner_center::UpstreamCall;
 use crate::startup::AppState;
@@ -128,13 +128,28 @@ pub async fn create_qualification(
         Claim::Fresh(in_flight) => {
             let call = UpstreamCall {
                 correlation_id,
-                request_id: RequestId::derived_from(&idempotent.scope),
+                request_id: RequestId::derived_from(&idempotent.request_id_seed()),
             };
-            // An error drops `in_flight`, freeing the key: the caller may retry, and the
-            // retry carries the same MS-RequestId.
-            let answer = request_qualification(&state, customer, &request, call).await?;
-            in_flight.complete(answer.clone());
-            Ok(answer.to_response(false))
+            match request_qualification(&state, customer, &request, call).await {
+                Ok(answer) => {
+                    in_flight.complete(answer.clone());
+                    Ok(answer.to_response(false))
+                }
+                // Partner Center's verdict is the answer for this key, as a 202 would be.
+                Err(error) if error.is_upstream_verdict() => {
+                    let (status, body) = error.status_and_body();
+                    in_flight.complete(StoredResponse {
+                        status,
+                        content_type: PROBLEM_JSON,
+                        location: None,
+                        body: body.into(),
+                    });
+                    Err(error)
+                }
+                // Anything else drops `in_flight`, freeing the key: the caller may retry,
+                // and the retry carries the same MS-RequestId.
+                Err(error) => Err(error),
+            }
         }
     }
 }
@@ -165,6 +180,7 @@ async fn request_qualification(
     };
     Ok(StoredResponse {
         status: StatusCode::ACCEPTED,
+        content_type: "application/json",
         location: Some(format!("/v1/customers/{customer}/qualifications")),
         body: serde_json::to_vec(&accepted)
             .expect("the answer serializes")

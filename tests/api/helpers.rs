@@ -277,6 +277,18 @@ pub fn merge_claims(claims: &mut Value, extra: Value) {
     }
 }
 
+/// Waits (bounded) until `server` has seen `count` requests.
+pub async fn wait_for_requests(server: &MockServer, count: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.received_requests().await.unwrap().len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} requests not seen in 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `/readyz` until it answers 200 (true) or `limit` passes (false).
 pub async fn wait_until_ready(url: &str, limit: std::time::Duration) -> bool {
     let http = reqwest::Client::new();

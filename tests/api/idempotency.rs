@@ -120,14 +120,15 @@ async fn a_retry_while_the_first_is_running_is_a_conflict() {
 }
 
 #[tokio::test]
-async fn a_failed_attempt_frees_the_key_and_the_retry_repeats_the_request_id() {
+async fn a_failure_frees_the_key_and_the_retry_repeats_the_request_id() {
     let app = spawn_app().await;
     app.mount_token_endpoint("pc-token", 1).await;
+    // Four attempts (one call and three retries) all fail: 502 to the caller.
     Mock::given(method("POST"))
         .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"code": "600042"})))
-        .up_to_n_times(1)
-        .expect(1)
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(4)
+        .expect(4)
         .with_priority(1)
         .mount(&app.partner_center)
         .await;
@@ -140,13 +141,36 @@ async fn a_failed_attempt_frees_the_key_and_the_retry_repeats_the_request_id() {
         .await;
     let token = app.writer_token();
     let failed = post_with_key(&app, &token, "retry-me", SOE).await;
-    assert_problem(failed, 400, "upstream-rejected").await;
+    assert_problem(failed, 502, "upstream-error").await;
     let retried = post_with_key(&app, &token, "retry-me", SOE).await;
     assert_eq!(retried.status(), 202);
     assert!(retried.headers().get("idempotent-replayed").is_none());
     let ids = request_ids_seen(&app).await;
-    assert_eq!(ids.len(), 2);
-    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids.len(), 5);
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+}
+
+#[tokio::test]
+async fn partner_centers_verdict_is_kept_and_replayed_like_a_202() {
+    let app = spawn_app().await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
+        .respond_with(ResponseTemplate::new(409).set_body_json(
+            json!({"code": "600053", "description": "Qualification already exists"}),
+        ))
+        .expect(1)
+        .mount(&app.partner_center)
+        .await;
+    let token = app.writer_token();
+    let first = post_with_key(&app, &token, "dup-1", SOE).await;
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = assert_problem(first, 409, "upstream-rejected").await;
+    let again = post_with_key(&app, &token, "dup-1", SOE).await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.status(), 409);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first);
 }
 
 #[tokio::test]

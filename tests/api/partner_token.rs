@@ -189,24 +189,22 @@ fn token_answer(access_token: &str, extra: serde_json::Value) -> ResponseTemplat
     ResponseTemplate::new(200).set_body_json(body)
 }
 
-/// Waits (bounded) until `server` has seen `count` requests.
-async fn wait_for_requests(server: &wiremock::MockServer, count: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.received_requests().await.unwrap().len() < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{count} requests not seen in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_token_past_its_refresh_point_is_served_while_one_background_refresh_replaces_it() {
-    let app = spawn_app().await;
-    // Entra says: refresh after one second, though the token lives an hour.
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_token.expiry_margin_secs = 0;
+        })),
+        ..Default::default()
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    // The first token lives 3 s, and Entra says to refresh it after 1 s.
     Mock::given(method("POST"))
-        .respond_with(token_answer("early", json!({"refresh_in": 1})))
+        .respond_with(token_answer(
+            "early",
+            json!({"expires_in": 3, "refresh_in": 1}),
+        ))
         .up_to_n_times(1)
         .expect(1)
         .with_priority(1)
@@ -218,40 +216,17 @@ async fn a_token_past_its_refresh_point_is_served_while_one_background_refresh_r
         .with_priority(2)
         .mount(&app.entra)
         .await;
-    Mock::given(method("GET"))
-        .and(wiremock::matchers::header("Authorization", "Bearer early"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .expect(2..)
-        .mount(&app.partner_center)
-        .await;
+    mount_list(&app, "early", 2).await;
     mount_list(&app, "late", 1).await;
 
     assert_eq!(list(&app).await, 200);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     // Past the refresh point: answered at once with the old token, refresh in the background.
     assert_eq!(list(&app).await, 200);
-    let second = &app.partner_center.received_requests().await.unwrap()[1];
-    assert_eq!(second.headers["authorization"], "Bearer early");
-    wait_for_requests(&app.entra, 2).await;
-    // The new token replaces the old one as soon as the background refresh lands.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let used_late = app
-            .partner_center
-            .received_requests()
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.headers["authorization"] == "Bearer late");
-        if used_late {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "new token never used"
-        );
-        assert_eq!(list(&app).await, 200);
-    }
+    crate::helpers::wait_for_requests(&app.entra, 2).await;
+    // Past the first token's expiry, the refreshed one is still cached: no third request.
+    tokio::time::sleep_until(started + Duration::from_millis(3_300)).await;
+    assert_eq!(list(&app).await, 200);
 }
 
 #[tokio::test]
@@ -282,58 +257,96 @@ async fn a_thousand_concurrent_misses_make_one_token_request() {
     assert!(results.into_iter().all(|r| r.unwrap()));
 }
 
+/// A gateway configured with `refresh_token` and the store file `file`.
+async fn spawn_with_store(file: &std::path::Path, refresh_token: &str) -> TestApp {
+    let (file, refresh_token) = (file.to_owned(), refresh_token.to_owned());
+    spawn_app_with(TestOptions {
+        configure: Some(Box::new(move |settings, _| {
+            settings.partner_token.refresh_token_file = Some(file);
+            settings.partner_token.refresh_token = Some(secrecy::SecretString::from(refresh_token));
+        })),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn entra_expects_refresh_token(app: &TestApp, refresh_token: &str, answer: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(body_string_contains(
+            format!("refresh_token={refresh_token}").as_str(),
+        ))
+        .respond_with(answer)
+        .expect(1)
+        .mount(&app.entra)
+        .await;
+}
+
 #[tokio::test]
 async fn a_rotated_refresh_token_is_stored_and_used_after_a_restart() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("refresh-token");
-    let configure = |file: std::path::PathBuf| -> crate::helpers::ConfigureSettings {
-        Box::new(move |settings, _| {
-            settings.partner_token.refresh_token_file = Some(file);
-        })
-    };
 
-    let first = spawn_app_with(TestOptions {
-        configure: Some(configure(file.clone())),
-        ..Default::default()
-    })
+    let first = spawn_with_store(&file, "configured-at-deploy").await;
+    entra_expects_refresh_token(
+        &first,
+        "configured-at-deploy",
+        token_answer("t1", json!({"refresh_token": "rotated-weeks-ago"})),
+    )
     .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains(
-            format!("refresh_token={}", first.refresh_token).as_str(),
-        ))
-        .respond_with(token_answer(
-            "t1",
-            json!({"refresh_token": "rotated-weeks-ago"}),
-        ))
-        .expect(1)
-        .mount(&first.entra)
-        .await;
     mount_list(&first, "t1", 1).await;
     assert_eq!(list(&first).await, 200);
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "rotated-weeks-ago");
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(stored.contains("rotated-weeks-ago"), "{stored}");
+    assert!(
+        !stored.contains("configured-at-deploy"),
+        "only a fingerprint of it"
+    );
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "only the gateway's user may read it");
 
-    // A new process, configured with the original (now stale) token, prefers the stored one.
-    let restarted = spawn_app_with(TestOptions {
-        configure: Some(configure(file.clone())),
-        ..Default::default()
-    })
+    // A new process with the same (now stale) configuration prefers the stored token.
+    let restarted = spawn_with_store(&file, "configured-at-deploy").await;
+    entra_expects_refresh_token(
+        &restarted,
+        "rotated-weeks-ago",
+        token_answer("t2", json!({})),
+    )
     .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("refresh_token=rotated-weeks-ago"))
-        .respond_with(token_answer("t2", json!({})))
-        .expect(1)
-        .mount(&restarted.entra)
-        .await;
     mount_list(&restarted, "t2", 1).await;
     assert_eq!(list(&restarted).await, 200);
 }
 
 #[tokio::test]
+async fn a_newly_configured_refresh_token_wins_over_the_stored_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("refresh-token");
+    let first = spawn_with_store(&file, "revoked-since").await;
+    entra_expects_refresh_token(
+        &first,
+        "revoked-since",
+        token_answer("t1", json!({"refresh_token": "descends-from-revoked"})),
+    )
+    .await;
+    mount_list(&first, "t1", 1).await;
+    assert_eq!(list(&first).await, 200);
+
+    // The operator consents again and configures the new refresh token.
+    let redeployed = spawn_with_store(&file, "fresh-consent").await;
+    entra_expects_refresh_token(&redeployed, "fresh-consent", token_answer("t2", json!({}))).await;
+    mount_list(&redeployed, "t2", 1).await;
+    assert_eq!(list(&redeployed).await, 200);
+}
+
+#[tokio::test]
 async fn invalid_grant_is_a_503_with_retry_after_and_entra_is_not_asked_again_at_once() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_token.failure_backoff_base_ms = 10_000;
+        })),
+        ..Default::default()
+    })
+    .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
             "error": "invalid_grant",
@@ -349,21 +362,15 @@ async fn invalid_grant_is_a_503_with_retry_after_and_entra_is_not_asked_again_at
                 Some(&app.reader_token()),
             )
             .await;
+        // From the very first answer: 10 s base, jitter of up to as much again.
+        let wait: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((5..=20).contains(&wait), "Retry-After {wait}");
         crate::helpers::assert_problem(response, 503, "partner-token-unavailable").await;
     }
-    let again = app
-        .get(
-            &format!("/v1/customers/{CUSTOMER}/qualifications"),
-            Some(&app.reader_token()),
-        )
-        .await;
-    let wait: u64 = again.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    // 2 s base with jitter of up to the same again.
-    assert!((1..=4).contains(&wait), "Retry-After {wait}");
     let logs = captured_logs();
     assert!(logs.contains("invalid_grant") && logs.contains("AADSTS700082"));
 }

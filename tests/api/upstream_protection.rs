@@ -74,7 +74,7 @@ async fn sustained_failures_open_the_circuit_and_callers_fail_fast() {
 
 #[tokio::test]
 async fn after_the_pause_one_probe_decides() {
-    let app = spawn_app_with(touchy_breaker(300)).await;
+    let app = spawn_app_with(touchy_breaker(1_500)).await;
     app.mount_token_endpoint("pc-token", 1).await;
     partner_center_answers(&app, ResponseTemplate::new(503), 2).await;
     for _ in 0..4 {
@@ -83,14 +83,14 @@ async fn after_the_pause_one_probe_decides() {
     assert_eq!(circuit(&app).await, "open");
 
     // The probe fails: open again.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     assert_eq!(circuit(&app).await, "half-open");
     assert_problem(post(&app).await, 502, "upstream-error").await;
     assert_eq!(circuit(&app).await, "open");
 
     // Partner Center recovers; the next probe closes the circuit.
     partner_center_answers(&app, ResponseTemplate::new(201).set_body_json(json!({})), 1).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     assert_eq!(post(&app).await.status(), 202);
     assert_eq!(circuit(&app).await, "closed");
     assert_eq!(post(&app).await.status(), 202);
@@ -131,7 +131,8 @@ async fn the_bulkhead_bounds_calls_in_flight() {
     )
     .await;
     let (first, second) = tokio::join!(post(&app), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once Partner Center has the first, it holds the only slot.
+        crate::helpers::wait_for_requests(&app.partner_center, 1).await;
         post(&app).await
     });
     assert_eq!(first.status(), 202);
