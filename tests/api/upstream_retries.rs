@@ -245,3 +245,83 @@ async fn reads_are_retried_too() {
         .await;
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn a_retry_after_http_date_is_honoured() {
+    let app = spawn_app().await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    let in_two_seconds = std::time::SystemTime::now() + Duration::from_secs(2);
+    first_answers(
+        &app,
+        1,
+        ResponseTemplate::new(503).insert_header(
+            "Retry-After",
+            httpdate::fmt_http_date(in_two_seconds).as_str(),
+        ),
+    )
+    .await;
+    then_created(&app, 1).await;
+    let started = Instant::now();
+    assert_eq!(post(&app).await.status(), 202);
+    // The date has whole seconds: at least one of the two is waited.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn retries_never_come_at_once_and_back_off_exponentially() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_center.retry_base_delay_ms = 100;
+            settings.partner_center.retry_max_delay_ms = 10_000;
+        })),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    first_answers(&app, 2, ResponseTemplate::new(500)).await;
+    then_created(&app, 1).await;
+    let started = Instant::now();
+    assert_eq!(post(&app).await.status(), 202);
+    // 100 ms, then 200 ms; jitter only adds.
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_cuts_retries_short() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            let pc = &mut settings.partner_center;
+            pc.max_retries = 10;
+            pc.retry_base_delay_ms = 200;
+            pc.retry_max_delay_ms = 10_000;
+            pc.call_deadline_ms = 1_000;
+        })),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    Mock::given(method("POST"))
+        .and(path(qualifications_path()))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&app.partner_center)
+        .await;
+    let started = Instant::now();
+    assert_problem(post(&app).await, 502, "upstream-error").await;
+    let attempts = app.partner_center.received_requests().await.unwrap().len();
+    // Waits of 200 ms and 400 ms (plus jitter), each leaving 0.5 s to try: 2 or 3 attempts,
+    // nowhere near the 11 allowed.
+    assert!((2..=3).contains(&attempts), "{attempts} attempts");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
