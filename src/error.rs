@@ -35,6 +35,10 @@ pub enum ApiErrorKind {
     RateLimited(#[from] RateLimited),
     #[error("no such resource")]
     NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        allowed: Vec<actix_web::http::Method>,
+    },
 }
 
 /// An error with what a caller needs to report it: the correlation ID and, when Partner
@@ -205,7 +209,13 @@ impl ApiError {
                 description,
                 ..
             }) => m(
-                StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+                // The gateway checked the request's form, so Partner Center's 400 is a refusal
+                // of a well-formed request: 422, kept apart from the gateway's own 400s.
+                if status.as_u16() == 400 {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY)
+                },
                 "upstream-rejected",
                 "Partner Center refused the request",
                 description
@@ -297,7 +307,13 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "No such resource",
-                "No resource is served at this path with this method.".into(),
+                "No resource is served at this path.".into(),
+            ),
+            K::MethodNotAllowed { allowed } => m(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "This path does not take this method",
+                format!("This path answers to {}.", allow_header(allowed)),
             ),
         }
     }
@@ -415,9 +431,20 @@ impl ResponseError for ApiError {
         if let Some(challenge) = self.www_authenticate() {
             response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
+        if let ApiErrorKind::MethodNotAllowed { allowed } = &self.kind {
+            response.insert_header((header::ALLOW, allow_header(allowed)));
+        }
         if let Some(secs) = self.retry_after_secs() {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
         }
         response.json(problem)
     }
+}
+
+fn allow_header(allowed: &[actix_web::http::Method]) -> String {
+    allowed
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

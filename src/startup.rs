@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
@@ -92,6 +93,15 @@ impl Application {
             served_doc.merge(Sandbox::openapi());
         }
 
+        let route_table = web::Data::new(Arc::new(routes::RouteTable::new(
+            &served_doc,
+            &[
+                ("/healthz", Method::GET),
+                ("/readyz", Method::GET),
+                ("/openapi.json", Method::GET),
+                ("/swagger-ui", Method::GET),
+            ],
+        )));
         let server_verifier = verifier.clone();
         let server_sandbox = sandbox.clone();
         let mut server = HttpServer::new(move || {
@@ -114,7 +124,8 @@ impl Application {
                         sandbox.configure(config);
                     }
                 })
-                .default_service(web::to(routes::not_found))
+                .app_data(route_table.clone())
+                .default_service(web::to(routes::fallback))
                 .wrap(TracingLogger::<GatewayRootSpan>::new())
                 // Outermost, so the span and every answer see the correlation ID.
                 .wrap(from_fn(correlation_middleware))

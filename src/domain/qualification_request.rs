@@ -1,9 +1,12 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::Deserialize;
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{
+    AdditionalProperties, Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::{EducationSegment, FieldError, FieldErrors, SettableQualification};
 
@@ -56,31 +59,98 @@ impl fmt::Debug for ValidationCode {
     }
 }
 
-/// The request body as documented in the OpenAPI spec. Parsing goes through
-/// [`QualificationRequest::from_json`], which names every faulty field at once.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(examples(
-    json!({"qualification": "Education", "educationSegment": "K12", "website": "contoso.edu"}),
-    json!({"qualification": "GovernmentCommunityCloud", "validationCode": "123456"}),
-    json!({"qualification": "StateOwnedEntity"})
-))]
-pub struct QualificationRequestBody {
-    /// `None` and `Nonprofit` exist in Partner Center but can never be set through its API.
-    pub qualification: SettableQualification,
-    /// Required for `Education`, refused otherwise.
-    pub education_segment: Option<EducationSegment>,
-    /// The institution's website; optional for `Education` but speeds up vetting. Refused otherwise.
-    #[schema(example = "contoso.edu", min_length = 1, max_length = 253)]
-    pub website: Option<String>,
-    /// Required for `GovernmentCommunityCloud`, refused otherwise.
-    #[schema(
-        example = "123456",
-        min_length = 1,
-        max_length = 64,
-        pattern = "^[A-Za-z0-9._-]+$"
-    )]
-    pub validation_code: Option<String>,
+/// The request body as documented in the OpenAPI spec: one schema per qualification, chosen
+/// by `qualification`. Parsing goes through [`QualificationRequest::from_json`], which names
+/// every faulty field at once; the two agree field for field (schemathesis checks it in CI).
+pub struct QualificationRequestBody;
+
+const EDUCATION_SCHEMA: &str = "EducationQualificationRequest";
+const GCC_SCHEMA: &str = "GovernmentCommunityCloudQualificationRequest";
+const SOE_SCHEMA: &str = "StateOwnedEntityQualificationRequest";
+/// What `parse_website` accepts: 1 to 253 characters, none of them whitespace or control.
+pub const WEBSITE_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f]{1,253}$";
+pub const VALIDATION_CODE_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
+
+impl utoipa::PartialSchema for QualificationRequestBody {
+    fn schema() -> RefOr<Schema> {
+        let reference = |name: &str| format!("#/components/schemas/{name}");
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name(EDUCATION_SCHEMA))
+            .item(Ref::from_schema_name(GCC_SCHEMA))
+            .item(Ref::from_schema_name(SOE_SCHEMA))
+            .discriminator(Some(Discriminator::with_mapping(
+                QUALIFICATION,
+                [
+                    ("Education", reference(EDUCATION_SCHEMA)),
+                    ("GovernmentCommunityCloud", reference(GCC_SCHEMA)),
+                    ("StateOwnedEntity", reference(SOE_SCHEMA)),
+                ],
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for QualificationRequestBody {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        let tag = |value: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([value]))
+        };
+        let text = |pattern: &str, example: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+                .examples([example])
+        };
+        let closed = |builder: ObjectBuilder, example: Value| -> RefOr<Schema> {
+            builder
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                .examples([example])
+                .build()
+                .into()
+        };
+        schemas.push((
+            EDUCATION_SCHEMA.into(),
+            closed(
+                ObjectBuilder::new()
+                    .description(Some("Education: the segment is required; a website speeds up vetting."))
+                    .property(QUALIFICATION, tag("Education"))
+                    .required(QUALIFICATION)
+                    .property(EDUCATION_SEGMENT, Ref::from_schema_name("EducationSegment"))
+                    .required(EDUCATION_SEGMENT)
+                    .property(
+                        WEBSITE,
+                        text(WEBSITE_PATTERN, "contoso.edu")
+                            .description(Some("The institution's website: a host name or URL.")),
+                    ),
+                serde_json::json!({"qualification": "Education", "educationSegment": "K12", "website": "contoso.edu"}),
+            ),
+        ));
+        schemas.push((
+            GCC_SCHEMA.into(),
+            closed(
+                ObjectBuilder::new()
+                    .description(Some("GovernmentCommunityCloud: a validation ID from GET /v1/validation-codes is required."))
+                    .property(QUALIFICATION, tag("GovernmentCommunityCloud"))
+                    .required(QUALIFICATION)
+                    .property(VALIDATION_CODE, text(VALIDATION_CODE_PATTERN, "123456"))
+                    .required(VALIDATION_CODE),
+                serde_json::json!({"qualification": "GovernmentCommunityCloud", "validationCode": "123456"}),
+            ),
+        ));
+        schemas.push((
+            SOE_SCHEMA.into(),
+            closed(
+                ObjectBuilder::new()
+                    .description(Some("StateOwnedEntity: nothing else to send."))
+                    .property(QUALIFICATION, tag("StateOwnedEntity"))
+                    .required(QUALIFICATION),
+                serde_json::json!({"qualification": "StateOwnedEntity"}),
+            ),
+        ));
+        schemas.push(("EducationSegment".into(), EducationSegment::schema()));
+    }
 }
 
 const QUALIFICATION: &str = "qualification";
@@ -123,11 +193,11 @@ impl QualificationRequest {
                 errors.push(unknown_field(&key));
                 continue;
             };
+            // `null` is refused like any other non-string: leave a field out to omit it.
             match value {
                 Value::String(s) => {
                     fields.insert(known, s);
                 }
-                Value::Null => {}
                 _ => errors.push(FieldError::new(known, "must be a string")),
             }
         }
@@ -255,12 +325,11 @@ fn parse_settable(raw: &str) -> Result<SettableQualification, FieldError> {
 }
 
 fn parse_website(raw: String) -> Result<String, FieldError> {
-    let trimmed = raw.trim();
-    let valid = !trimmed.is_empty()
-        && trimmed.len() <= MAX_WEBSITE_LEN
-        && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control());
+    let length = raw.chars().count();
+    let valid = (1..=MAX_WEBSITE_LEN).contains(&length)
+        && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
-        Ok(trimmed.to_owned())
+        Ok(raw)
     } else {
         Err(FieldError::new(
             WEBSITE,
@@ -306,7 +375,10 @@ mod tests {
     #[test]
     fn the_three_documented_bodies_parse() {
         assert_eq!(
-            parse(r#"{"qualification":"Education","educationSegment":"K12","website":" contoso.edu "}"#).unwrap(),
+            parse(
+                r#"{"qualification":"Education","educationSegment":"K12","website":"contoso.edu"}"#
+            )
+            .unwrap(),
             QualificationRequest::Education {
                 segment: EducationSegment::K12,
                 website: Some("contoso.edu".into())
@@ -319,9 +391,30 @@ mod tests {
             SettableQualification::GovernmentCommunityCloud
         );
         assert_eq!(
-            parse(r#"{"qualification":"StateOwnedEntity","website":null}"#).unwrap(),
+            parse(r#"{"qualification":"StateOwnedEntity"}"#).unwrap(),
             QualificationRequest::StateOwnedEntity
         );
+    }
+
+    #[test]
+    fn null_is_not_absent_and_spaces_are_not_trimmed() {
+        // As the published schema says: a field is a string or left out.
+        assert_eq!(
+            fields(r#"{"qualification":"StateOwnedEntity","website":null}"#),
+            ["website"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"qualification":"Education","educationSegment":"K12","website":" contoso.edu"}"#
+            ),
+            ["website"]
+        );
+        // Length counts characters, as JSON Schema's maxLength does.
+        let long_but_fine = "é".repeat(253);
+        assert!(parse(&format!(
+            r#"{{"qualification":"Education","educationSegment":"K12","website":"{long_but_fine}"}}"#
+        ))
+        .is_ok());
     }
 
     #[test]

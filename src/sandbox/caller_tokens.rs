@@ -15,12 +15,18 @@ const MAX_TEXT: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct CallerTokenRequest {
     /// Defaults to `["Qualifications.ReadWrite"]`.
-    #[schema(example = json!(["Qualifications.ReadWrite"]))]
-    roles: Option<Vec<String>>,
+    #[schema(example = json!(["Qualifications.ReadWrite"]), max_items = 16, inline)]
+    roles: Option<Vec<RoleName>>,
     /// Defaults to `sandbox-user`.
-    #[schema(example = "alice@contoso.example")]
+    #[schema(example = "alice@contoso.example", min_length = 1, max_length = 128)]
     subject: Option<String>,
 }
+
+/// A role to put in the token's `roles` claim.
+#[derive(Deserialize, ToSchema)]
+#[schema(min_length = 1, max_length = 128)]
+#[serde(transparent)]
+pub struct RoleName(String);
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -49,21 +55,39 @@ pub async fn issue(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let fail = |e: FieldError| ApiError::new(FieldErrors::from(e), correlation_id);
-    let request = if body.iter().all(u8::is_ascii_whitespace) {
-        CallerTokenRequest {
-            roles: None,
-            subject: None,
-        }
-    } else {
-        serde_json::from_slice::<CallerTokenRequest>(&body).map_err(|e| {
-            fail(FieldError::new(
-                "body",
-                format!("is not a caller-token request: {e}"),
-            ))
-        })?
+    let defaults = || CallerTokenRequest {
+        roles: None,
+        subject: None,
     };
-    if let Some(roles) = &request.roles
-        && (roles.len() > MAX_ROLES || roles.iter().any(|r| r.is_empty() || r.len() > MAX_TEXT))
+    let not_a_request = |reason: String| {
+        fail(FieldError::new(
+            "body",
+            format!("is not a caller-token request: {reason}"),
+        ))
+    };
+    // No body, or `null`, asks for the defaults; anything else must be an object (serde
+    // would otherwise take an array for a struct).
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        defaults()
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Null) => defaults(),
+            Ok(object @ serde_json::Value::Object(_)) => {
+                serde_json::from_value::<CallerTokenRequest>(object)
+                    .map_err(|e| not_a_request(e.to_string()))?
+            }
+            Ok(_) => return Err(not_a_request("must be a JSON object".into())),
+            Err(e) => return Err(not_a_request(e.to_string())),
+        }
+    };
+    let roles: Option<Vec<String>> = request
+        .roles
+        .map(|roles| roles.into_iter().map(|r| r.0).collect());
+    if let Some(roles) = &roles
+        && (roles.len() > MAX_ROLES
+            || roles
+                .iter()
+                .any(|r| r.is_empty() || r.chars().count() > MAX_TEXT))
     {
         return Err(fail(FieldError::new(
             "roles",
@@ -73,7 +97,7 @@ pub async fn issue(
         )));
     }
     if let Some(subject) = &request.subject
-        && (subject.is_empty() || subject.len() > MAX_TEXT)
+        && (subject.is_empty() || subject.chars().count() > MAX_TEXT)
     {
         return Err(fail(FieldError::new(
             "subject",
@@ -81,7 +105,7 @@ pub async fn issue(
         )));
     }
     let access_token = state
-        .mint_caller_token(request.roles, request.subject)
+        .mint_caller_token(roles, request.subject)
         .map_err(|_| fail(FieldError::new("body", "could not be turned into a token")))?;
     Ok(HttpResponse::Ok().json(CallerTokenResponse {
         access_token,

@@ -141,7 +141,7 @@ async fn gcc_uses_up_a_validation_code() {
             json!({"qualification": "GovernmentCommunityCloud", "validationCode": code}),
         )
         .await;
-    let problem = assert_problem(second, 400, "upstream-rejected").await;
+    let problem = assert_problem(second, 422, "upstream-rejected").await;
     assert_eq!(problem["upstreamCode"], "600043");
 }
 

@@ -44,7 +44,7 @@ async fn assert_names_request_id(app: &TestApp, problem: &Value) {
 }
 
 #[tokio::test]
-async fn a_partner_center_4xx_keeps_its_status_code_and_description() {
+async fn a_partner_center_400_is_a_422_with_its_code_and_description() {
     let app = spawn_app().await;
     partner_center_answers(
         &app,
@@ -54,7 +54,7 @@ async fn a_partner_center_4xx_keeps_its_status_code_and_description() {
         1,
     )
     .await;
-    let problem = assert_problem(post(&app).await, 400, "upstream-rejected").await;
+    let problem = assert_problem(post(&app).await, 422, "upstream-rejected").await;
     assert_eq!(problem["upstreamCode"], "600042");
     assert_eq!(
         problem["upstreamDescription"],

@@ -192,6 +192,27 @@ async fn unknown_paths_get_a_problem_document() {
 }
 
 #[tokio::test]
+async fn a_method_a_path_does_not_take_is_a_405_with_allow() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let customer_path = format!("{}/v1/customers/{CUSTOMER}/qualifications", app.url);
+    let cases = [
+        (app.http.delete(&customer_path), "GET, POST"),
+        (app.http.put(&customer_path), "GET, POST"),
+        (
+            app.http.post(format!("{}/v1/validation-codes", app.url)),
+            "GET",
+        ),
+        (app.http.post(format!("{}/healthz", app.url)), "GET"),
+    ];
+    for (request, allow) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.headers()["allow"], allow);
+        assert_problem(response, 405, "method-not-allowed").await;
+    }
+}
+
+#[tokio::test]
 async fn a_guid_correlation_id_from_the_caller_is_echoed() {
     let app = spawn_app().await;
     let mine = "0f8fad5b-d9cb-469f-a165-70867728950e";
