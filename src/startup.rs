@@ -91,16 +91,12 @@ impl Application {
         let mut served_doc = routes::openapi_document();
         if sandbox.is_some() {
             served_doc.merge(Sandbox::openapi());
+            routes::apply_response_conventions(&mut served_doc);
         }
 
         let route_table = web::Data::new(Arc::new(routes::RouteTable::new(
             &served_doc,
-            &[
-                ("/healthz", Method::GET),
-                ("/readyz", Method::GET),
-                ("/openapi.json", Method::GET),
-                ("/swagger-ui", Method::GET),
-            ],
+            &[("/openapi.json", Method::GET), ("/swagger-ui", Method::GET)],
         )));
         let server_verifier = verifier.clone();
         let server_sandbox = sandbox.clone();
@@ -113,9 +109,7 @@ impl Application {
                 .configure(routes::api)
                 .split_for_parts();
             let sandbox = server_sandbox.clone();
-            app.route("/healthz", web::get().to(routes::healthz))
-                .route("/readyz", web::get().to(routes::readyz))
-                .route("/swagger-ui", web::get().to(redirect_to_swagger_ui))
+            app.route("/swagger-ui", web::get().to(redirect_to_swagger_ui))
                 .service(
                     SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", served_doc.clone()),
                 )

@@ -1,6 +1,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
 
 use super::{Qualification, VettingStatus};
 
@@ -8,12 +9,10 @@ use super::{Qualification, VettingStatus};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QualificationStatus {
-    /// Education, GovernmentCommunityCloud, StateOwnedEntity, Nonprofit, or a value Partner Center adds later.
-    #[schema(value_type = String, example = "Education")]
+    #[schema(schema_with = qualification_schema)]
     pub qualification: Qualification,
-    /// InReview, Approved or Denied; unknown upstream values pass through. Absent for StateOwnedEntity.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, example = "InReview")]
+    #[schema(schema_with = vetting_status_schema)]
     pub vetting_status: Option<VettingStatus>,
     /// Why vetting denied the qualification.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -25,6 +24,44 @@ pub struct QualificationStatus {
     )]
     #[schema(value_type = Option<String>, format = DateTime, example = "2020-12-04T20:54:24Z")]
     pub vetting_create_date: Option<OffsetDateTime>,
+}
+
+/// The known values, and any other string: Partner Center adds values over time and the
+/// gateway passes them on rather than failing.
+fn open_ended(known: &[&str], description: &str, example: &str) -> Schema {
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(known.iter().copied())),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .examples([example])
+        .build()
+        .into()
+}
+
+fn qualification_schema() -> Schema {
+    open_ended(
+        &[
+            "Education",
+            "GovernmentCommunityCloud",
+            "StateOwnedEntity",
+            "Nonprofit",
+            "None",
+        ],
+        "The qualification; a value Partner Center adds later passes through as it is.",
+        "Education",
+    )
+}
+
+fn vetting_status_schema() -> Schema {
+    open_ended(
+        &["InReview", "Approved", "Denied"],
+        "Where vetting stands; a value Partner Center adds later passes through as it is. Absent for StateOwnedEntity.",
+        "InReview",
+    )
 }
 
 /// One of the partner's GCC validation codes.

@@ -1,38 +1,85 @@
-use actix_web::{HttpResponse, web};
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::CallerVerifier;
 use crate::startup::AppState;
 
-/// The process is alive. Cheap and dependency-free, for liveness probes.
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
-/// The gateway can serve: settings loaded (or it would not run) and every trusted issuer's
-/// signing keys held. Never fetches: the background refresh does, so probes cannot hammer
-/// an identity provider. Partner Center's circuit is shown but does not fail readiness:
-/// restarting a healthy pod would not mend Partner Center.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    /// `ready` or `not ready`.
+    #[schema(example = "ready")]
+    status: &'static str,
+    checks: ReadinessChecks,
+    details: ReadinessDetails,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessChecks {
+    /// Per trusted issuer: `ok` once its signing keys are held, else `unavailable`.
+    #[schema(example = json!({"https://login.microsoftonline.com/<tenant-id>/v2.0": "ok"}))]
+    caller_signing_keys: BTreeMap<String, &'static str>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessDetails {
+    /// `closed`, `open` or `half-open`; shown, never failing readiness.
+    #[schema(example = "closed")]
+    partner_center_circuit: &'static str,
+}
+
+/// The process is alive. Cheap and dependency-free, for liveness probes.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Liveness))
+)]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Liveness { status: "ok" })
+}
+
+/// The gateway can serve: every trusted issuer's signing keys are held.
+///
+/// Never fetches keys (the background refresh does), so probes cannot hammer an identity
+/// provider. Partner Center's circuit is shown but does not fail readiness: restarting a
+/// healthy pod would not mend Partner Center.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: some issuer's signing keys are not held yet", body = Readiness),
+    )
+)]
+#[get("/readyz")]
 pub async fn readyz(
     verifier: web::Data<CallerVerifier>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let issuers = verifier.readiness();
     let ready = issuers.iter().all(|i| i.keys_held);
-    let checks: serde_json::Map<String, serde_json::Value> = issuers
-        .into_iter()
-        .map(|i| {
-            (
-                i.issuer,
-                json!(if i.keys_held { "ok" } else { "unavailable" }),
-            )
-        })
-        .collect();
-    let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
-        "checks": { "callerSigningKeys": checks },
-        "details": { "partnerCenterCircuit": state.partner_center.circuit_state() },
-    });
+    let body = Readiness {
+        status: if ready { "ready" } else { "not ready" },
+        checks: ReadinessChecks {
+            caller_signing_keys: issuers
+                .into_iter()
+                .map(|i| (i.issuer, if i.keys_held { "ok" } else { "unavailable" }))
+                .collect(),
+        },
+        details: ReadinessDetails {
+            partner_center_circuit: state.partner_center.circuit_state(),
+        },
+    };
     if ready {
         HttpResponse::Ok().json(body)
     } else {

@@ -10,13 +10,14 @@ mod validation_codes;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use fallback::{RouteTable, fallback};
-pub use health::{healthz, readyz};
-pub use openapi::{ApiDoc, openapi_document};
+pub use openapi::{ApiDoc, apply_response_conventions, openapi_document};
 
 /// The documented API: every route registered here is in the OpenAPI document, and only these.
 pub fn api(config: &mut ServiceConfig) {
     config
         .service(qualifications::create_qualification)
         .service(qualifications::list_qualifications)
-        .service(validation_codes::list_validation_codes);
+        .service(validation_codes::list_validation_codes)
+        .service(health::healthz)
+        .service(health::readyz);
 }

@@ -23,6 +23,7 @@ carrying the correlation ID.",
     tags(
         (name = "qualifications", description = "Request a qualification and follow its vetting"),
         (name = "validation codes", description = "The partner's GovernmentCommunityCloud validation codes"),
+        (name = "operations", description = "Liveness and readiness probes; no token needed"),
     )
 )]
 pub struct ApiDoc;
@@ -44,10 +45,186 @@ impl Modify for BearerAuth {
 
 /// The OpenAPI document, collected from the same route registration the server uses.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    App::new()
+    let mut document = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(super::api)
         .split_for_parts()
-        .1
+        .1;
+    apply_response_conventions(&mut document);
+    document
+}
+
+/// What every documented answer shares, stated once rather than on each annotation: the
+/// `X-Correlation-ID` header, `Retry-After` where waiting helps, an example problem for each
+/// error status, and a `default` problem for the rarer statuses Partner Center can pass on.
+pub fn apply_response_conventions(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+
+    let correlation_header = HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        ))
+        .description(Some(
+            "The request's correlation ID: the caller's own GUID if it sent one, else a new one. Quote it when reporting a problem.",
+        ))
+        .build();
+    let retry_after_header = HeaderBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        ))
+        .description(Some("Seconds to wait before trying again."))
+        .build();
+
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let needs_token = operation.security.is_some();
+            let responses = &mut operation.responses.responses;
+            if needs_token && !responses.contains_key("default") {
+                let default = utoipa::openapi::ResponseBuilder::new()
+                    .description("Any other error Partner Center passes on, as a problem document")
+                    .content(
+                        PROBLEM_JSON,
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build();
+                responses.insert("default".into(), RefOr::T(default));
+            }
+            for (status, response) in responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                response.headers.insert(
+                    "X-Correlation-ID".into(),
+                    RefOr::T(correlation_header.clone()),
+                );
+                if matches!(status.as_str(), "429" | "503") {
+                    response
+                        .headers
+                        .insert("Retry-After".into(), RefOr::T(retry_after_header.clone()));
+                }
+                if let Some(RefOr::T(content)) = response.content.get_mut(PROBLEM_JSON)
+                    && content.example.is_none()
+                    && content.examples.is_empty()
+                {
+                    content.example = Some(example_problem(status));
+                }
+            }
+        }
+    }
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn example_problem(status: &str) -> serde_json::Value {
+    let (code, slug, title, detail) = match status {
+        "400" => (
+            400,
+            "invalid-request",
+            "The request is invalid",
+            "customerId: must be a GUID such as 7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745",
+        ),
+        "401" => (
+            401,
+            "invalid-token",
+            "The access token was rejected",
+            "The access token was rejected: token expired.",
+        ),
+        "403" => (
+            403,
+            "insufficient-scope",
+            "The caller may not do this",
+            "This operation needs one of these roles or scopes: Qualifications.ReadWrite.",
+        ),
+        "404" => (
+            404,
+            "upstream-rejected",
+            "Partner Center refused the request",
+            "Customer not found",
+        ),
+        "409" => (
+            409,
+            "upstream-rejected",
+            "Partner Center refused the request",
+            "The customer already has this qualification.",
+        ),
+        "413" => (
+            413,
+            "payload-too-large",
+            "The request body is too large",
+            "The request body must not exceed 16384 bytes.",
+        ),
+        "415" => (
+            415,
+            "unsupported-media-type",
+            "The request body must be JSON",
+            "Send the body with Content-Type: application/json.",
+        ),
+        "422" => (
+            422,
+            "upstream-rejected",
+            "Partner Center refused the request",
+            "The validation code is not valid for this partner.",
+        ),
+        "429" => (
+            429,
+            "upstream-throttled",
+            "Partner Center is throttling requests",
+            "Partner Center asks to wait 30 seconds before trying again.",
+        ),
+        "502" => (
+            502,
+            "upstream-error",
+            "Partner Center failed",
+            "Partner Center answered 500 Internal Server Error.",
+        ),
+        "503" => (
+            503,
+            "partner-token-unavailable",
+            "The gateway cannot sign in to Partner Center",
+            "The gateway could not obtain a Partner Center access token; operators have been told why in the logs.",
+        ),
+        "504" => (
+            504,
+            "upstream-timeout",
+            "Partner Center did not answer in time",
+            "Partner Center did not answer within the gateway's timeout.",
+        ),
+        _ => (
+            410,
+            "upstream-rejected",
+            "Partner Center refused the request",
+            "Partner Center answered 410 Gone.",
+        ),
+    };
+    let mut example = serde_json::json!({
+        "type": format!("urn:partner-gateway:problem:{slug}"),
+        "title": title,
+        "status": code,
+        "detail": detail,
+        "correlationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+    });
+    if code == 400 {
+        example["field"] = "customerId".into();
+        example["errors"] = serde_json::json!([{"field": "customerId", "message": "must be a GUID such as 7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745"}]);
+    }
+    if slug.starts_with("upstream") {
+        example["requestId"] = "3b6a4c1e-0d2f-4a51-9c8e-2f1d7b6a5c40".into();
+    }
+    example
 }

@@ -19,6 +19,7 @@ pub struct ValidationCodes {
     tag = "validation codes",
     responses(
         (status = 200, description = "The partner's validation codes", body = ValidationCodes),
+        (status = 400, description = "Malformed credentials (two Authorization headers, a token in the URL)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid caller token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the read role", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Partner Center is throttling", body = Problem, content_type = "application/problem+json"),

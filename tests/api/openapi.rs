@@ -57,3 +57,47 @@ async fn swagger_ui_is_served_from_the_binary() {
         .unwrap();
     assert!(config.contains("/openapi.json"), "{config}");
 }
+
+#[test]
+fn every_answer_is_documented_with_its_headers_and_an_example() {
+    let spec = partner_gateway::routes::openapi_document();
+    let spec = serde_json::to_value(&spec).unwrap();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let secured = operation.get("security").is_some();
+            assert_eq!(
+                secured,
+                path.starts_with("/v1/"),
+                "{method} {path}: bearer on /v1 only"
+            );
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let at = format!("{method} {path} {status}");
+                assert!(
+                    response["headers"].get("X-Correlation-ID").is_some(),
+                    "{at}: X-Correlation-ID"
+                );
+                if status == "429" || status == "503" {
+                    assert!(response["headers"].get("Retry-After").is_some(), "{at}");
+                }
+                if let Some(problem) = response["content"].get("application/problem+json") {
+                    assert!(problem.get("example").is_some(), "{at}: an example problem");
+                }
+            }
+        }
+    }
+    let body = &spec["components"]["schemas"]["EducationQualificationRequest"];
+    assert_eq!(body["additionalProperties"], false);
+    let post = &spec["paths"]["/v1/customers/{customerId}/qualifications"]["post"];
+    assert!(
+        post["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+    );
+    assert!(
+        post["responses"]["202"]["headers"]
+            .get("Location")
+            .is_some()
+    );
+}
