@@ -44,8 +44,8 @@ pub struct CustomerQualifications {
     tag = "qualifications",
     params(
         ("customerId" = uuid::Uuid, Path, description = "The customer's Microsoft tenant ID"),
-        ("Idempotency-Key" = Option<String>, Header, pattern = r#"^("[!#-~]{1,255}"|[!#-~]{1,255})$"#, example = "8e03978e-40d5-43e8-bc93-6894a57f9324",
-            description = "Makes retries safe: the first answer for this caller and key is replayed for 24 h (with `Idempotent-Replayed: true`), a retry while the first runs gets 409, the same key with another request 422. 1-255 visible ASCII characters other than `\"`, bare or quoted, e.g. a UUID."),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r#"^("[!#-~]{1,255}"|[!#-~]{1,255})$"#,
+            description = "Makes retries safe: the first answer for this caller and key is replayed for 24 h (with `Idempotent-Replayed: true`), a retry while the first runs gets 409, the same key with another request 422. 1-255 visible ASCII characters other than `\"`, bare or quoted, e.g. a UUID. (No example value on purpose: Swagger UI would send it with every try.)"),
     ),
     request_body(content = crate::domain::QualificationRequestBody, content_type = "application/json"),
     responses(
