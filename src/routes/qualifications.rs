@@ -47,7 +47,12 @@ pub struct CustomerQualifications {
         ("Idempotency-Key" = Option<String>, Header, pattern = r#"^("[!#-~]{1,255}"|[!#-~]{1,255})$"#,
             description = "Makes retries safe: the first answer for this caller and key is replayed for 24 h (with `Idempotent-Replayed: true`), a retry while the first runs gets 409, the same key with another request 422. 1-255 visible ASCII characters other than `\"`, bare or quoted, e.g. a UUID. (No example value on purpose: Swagger UI would send it with every try.)"),
     ),
-    request_body(content = crate::domain::QualificationRequestBody, content_type = "application/json"),
+    request_body(content = crate::domain::QualificationRequestBody, content_type = "application/json",
+        examples(
+            ("Education" = (summary = "Education (K12 or HigherEducation)", value = json!({"qualification": "Education", "educationSegment": "K12", "website": "contoso.edu"}))),
+            ("GovernmentCommunityCloud" = (summary = "GCC, with a code from GET /v1/validation-codes", value = json!({"qualification": "GovernmentCommunityCloud", "validationCode": "123456"}))),
+            ("StateOwnedEntity" = (summary = "State-owned entity", value = json!({"qualification": "StateOwnedEntity"}))),
+        )),
     responses(
         (status = 202, description = "Partner Center accepted the request; vetting follows", body = QualificationAccepted,
             headers(
