@@ -57,7 +57,7 @@ pub struct CustomerQualifications {
         (status = 202, description = "Partner Center accepted the request; vetting follows", body = QualificationAccepted,
             headers(
                 ("Location" = String, description = "Where to follow the vetting"),
-                ("Idempotent-Replayed" = Option<String>, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key"),
+                ("Idempotent-Replayed" = String, description = "Present, `true`, only when this is the stored answer to an earlier request with the same Idempotency-Key"),
             )),
         (status = 400, description = "Invalid request (every faulty field in `errors`) or malformed credentials; nothing was sent to Partner Center", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid caller token", body = Problem, content_type = "application/problem+json"),
