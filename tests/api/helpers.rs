@@ -347,6 +347,9 @@ pub async fn spawn_sandbox(approval_delay_ms: u64) -> (String, reqwest::Client) 
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.workers = 1;
     settings.sandbox.approval_delay_ms = approval_delay_ms;
+    // The sandbox's 500 customer is retried: milliseconds, not the production half-second.
+    settings.partner_center.retry_base_delay_ms = 5;
+    settings.partner_center.retry_max_delay_ms = 40;
     let application = Application::build(settings).await.expect("sandbox builds");
     let url = application.url();
     tokio::spawn(application.run_until_stopped());
