@@ -105,21 +105,25 @@ pub struct Problem {
     pub detail: String,
     /// The first field at fault, when the problem is about one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub field: Option<String>,
     /// Every field at fault, for validation problems.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub errors: Option<Vec<FieldError>>,
     #[schema(value_type = String, format = Uuid)]
     pub correlation_id: String,
     /// The `MS-RequestId` sent to Partner Center, when it was called.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, format = Uuid)]
+    #[schema(nullable = false, value_type = Option<String>, format = Uuid)]
     pub request_id: Option<String>,
     /// Partner Center's own error code, when it refused the request.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub upstream_code: Option<String>,
     /// Partner Center's own description, when it refused the request.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub upstream_description: Option<String>,
 }
 
@@ -441,7 +445,7 @@ impl ResponseError for ApiError {
     }
 }
 
-fn allow_header(allowed: &[actix_web::http::Method]) -> String {
+pub fn allow_header(allowed: &[actix_web::http::Method]) -> String {
     allowed
         .iter()
         .map(|m| m.as_str())

@@ -94,9 +94,17 @@ impl Application {
             routes::apply_response_conventions(&mut served_doc);
         }
 
+        let mut undocumented_routes = vec![
+            ("/openapi.json", Method::GET),
+            ("/swagger-ui", Method::GET),
+            ("/swagger-ui/{file}", Method::GET),
+        ];
+        if sandbox.is_some() {
+            undocumented_routes.extend(Sandbox::UNDOCUMENTED_ROUTES);
+        }
         let route_table = web::Data::new(Arc::new(routes::RouteTable::new(
             &served_doc,
-            &[("/openapi.json", Method::GET), ("/swagger-ui", Method::GET)],
+            &undocumented_routes,
         )));
         let server_verifier = verifier.clone();
         let server_sandbox = sandbox.clone();
@@ -120,6 +128,8 @@ impl Application {
                 })
                 .app_data(route_table.clone())
                 .default_service(web::to(routes::fallback))
+                // Innermost, so the log line still says HEAD.
+                .wrap(from_fn(routes::head_as_get))
                 .wrap(TracingLogger::<GatewayRootSpan>::new())
                 // Outermost, so the span and every answer see the correlation ID.
                 .wrap(from_fn(correlation_middleware))

@@ -55,7 +55,7 @@ impl FromRequest for Caller {
 
 /// Exactly one `Authorization: Bearer <token>` header; the scheme is case-insensitive (RFC 7235).
 /// Per RFC 6750 §3.1, another scheme counts as no token at all, and two headers are an
-/// invalid request. (A token in the URL is refused earlier, by `refuse_token_in_url`.)
+/// invalid request. (A token in the URL is refused earlier, by the correlation middleware.)
 fn bearer_token(request: &HttpRequest) -> Result<String, AuthError> {
     let mut values = request.headers().get_all(AUTHORIZATION);
     let Some(value) = values.next() else {

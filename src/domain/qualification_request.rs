@@ -68,7 +68,9 @@ const EDUCATION_SCHEMA: &str = "EducationQualificationRequest";
 const GCC_SCHEMA: &str = "GovernmentCommunityCloudQualificationRequest";
 const SOE_SCHEMA: &str = "StateOwnedEntityQualificationRequest";
 /// What `parse_website` accepts: 1 to 253 characters, none of them whitespace or control.
-pub const WEBSITE_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f]{1,253}$";
+/// (ECMA-262's `\s` also covers U+FEFF, which Rust's `is_whitespace` does not: named here so
+/// the schema and the code refuse the same strings.)
+pub const WEBSITE_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f\uFEFF]{1,253}$";
 pub const VALIDATION_CODE_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
 
 impl utoipa::PartialSchema for QualificationRequestBody {
@@ -327,7 +329,9 @@ fn parse_settable(raw: &str) -> Result<SettableQualification, FieldError> {
 fn parse_website(raw: String) -> Result<String, FieldError> {
     let length = raw.chars().count();
     let valid = (1..=MAX_WEBSITE_LEN).contains(&length)
-        && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !raw
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\u{feff}');
     if valid {
         Ok(raw)
     } else {
@@ -415,6 +419,30 @@ mod tests {
             r#"{{"qualification":"Education","educationSegment":"K12","website":"{long_but_fine}"}}"#
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn the_published_website_pattern_refuses_what_the_parser_refuses() {
+        // Rust's regex reads `\s` as Unicode White_Space, as the parser does; U+FEFF is
+        // named in the pattern because ECMA-262's `\s` includes it.
+        let pattern = regex::Regex::new(WEBSITE_PATTERN).unwrap();
+        let characters = [
+            ' ', '\t', '\n', '\u{0}', '\u{7f}', '\u{85}', '\u{9f}', '\u{a0}', '\u{1680}',
+            '\u{2000}', '\u{200a}', '\u{2028}', '\u{202f}', '\u{3000}', '\u{feff}', 'é', '-', '/',
+            ':', '\u{200b}',
+        ];
+        for c in characters {
+            let website = format!("contoso{c}.edu");
+            assert_eq!(
+                pattern.is_match(&website),
+                parse_website(website.clone()).is_ok(),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        for website in ["", &"a".repeat(254)] {
+            assert!(!pattern.is_match(website) && parse_website(website.to_owned()).is_err());
+        }
     }
 
     #[test]

@@ -16,13 +16,13 @@ pub struct QualificationStatus {
     pub vetting_status: Option<VettingStatus>,
     /// Why vetting denied the qualification.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "Not an Education Customer")]
+    #[schema(nullable = false, example = "Not an Education Customer")]
     pub vetting_reason: Option<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         with = "time::serde::rfc3339::option"
     )]
-    #[schema(value_type = Option<String>, format = DateTime, example = "2020-12-04T20:54:24Z")]
+    #[schema(nullable = false, value_type = Option<String>, format = DateTime, example = "2020-12-04T20:54:24Z")]
     pub vetting_create_date: Option<OffsetDateTime>,
 }
 
@@ -72,14 +72,18 @@ pub struct PartnerValidationCode {
     #[schema(example = "123456")]
     pub validation_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub partner_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "Contoso Government")]
+    #[schema(nullable = false, example = "Contoso Government")]
     pub organization_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub max_creates: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub remaining_creates: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub etag: Option<String>,
 }

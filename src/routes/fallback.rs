@@ -1,13 +1,18 @@
-//! What answers when no route matched: 405 with `Allow` for a known path and another method,
-//! else 404. The known paths come from the served OpenAPI document, so the two cannot drift.
+//! What answers when no route matched: `OPTIONS` on a known path gets 204 with `Allow`, another
+//! method 405 with `Allow`, an unknown path 404. The known paths come from the served OpenAPI
+//! document, so the two cannot drift. `HEAD` is served wherever `GET` is (RFC 9110 §9.1):
+//! [`head_as_get`] routes it as a `GET` and actix-web leaves the body out.
 
 use std::sync::Arc;
 
-use actix_web::http::Method;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::correlation::correlation_id_of;
-use crate::error::{ApiError, ApiErrorKind};
+use crate::error::{ApiError, ApiErrorKind, allow_header};
 
 /// Every served path (as segments, `{param}` matching any one) and its methods.
 pub struct RouteTable {
@@ -42,9 +47,7 @@ impl RouteTable {
     }
 
     fn add(&mut self, path: &str, method: Method) {
-        let segments: Vec<Segment> = path
-            .trim_matches('/')
-            .split('/')
+        let segments: Vec<Segment> = segments_of(path)
             .map(|s| {
                 if s.starts_with('{') && s.ends_with('}') {
                     Segment::Parameter
@@ -68,9 +71,10 @@ impl RouteTable {
         }
     }
 
-    /// The methods `path` answers to; empty when no route has that shape.
+    /// The methods `path` answers to (with `HEAD` wherever `GET`, and `OPTIONS`); empty when
+    /// no route has that shape. Matching is exact: `/healthz/` is not `/healthz`.
     pub fn allowed(&self, path: &str) -> Vec<Method> {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let parts: Vec<&str> = segments_of(path).collect();
         let mut allowed: Vec<Method> = Vec::new();
         for (segments, methods) in &self.routes {
             let fits = segments.len() == parts.len()
@@ -89,8 +93,35 @@ impl RouteTable {
                 }
             }
         }
+        if allowed.is_empty() {
+            return allowed;
+        }
+        if allowed.contains(&Method::GET) && !allowed.contains(&Method::HEAD) {
+            allowed.push(Method::HEAD);
+        }
+        if !allowed.contains(&Method::OPTIONS) {
+            allowed.push(Method::OPTIONS);
+        }
         allowed
     }
+}
+
+/// Only the leading slash is dropped, so a trailing slash leaves an empty last segment that
+/// no route matches.
+fn segments_of(path: &str) -> std::str::Split<'_, char> {
+    path.strip_prefix('/').unwrap_or(path).split('/')
+}
+
+/// Innermost middleware: a `HEAD` is routed, authorized and rate-limited exactly as the `GET`
+/// it stands for. The connection still knows the request was a `HEAD` and sends no body.
+pub async fn head_as_get(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if request.method() == Method::HEAD {
+        request.head_mut().method = Method::GET;
+    }
+    next.call(request).await
 }
 
 pub async fn fallback(
@@ -98,6 +129,11 @@ pub async fn fallback(
     routes: web::Data<Arc<RouteTable>>,
 ) -> Result<HttpResponse, ApiError> {
     let allowed = routes.allowed(request.path());
+    if request.method() == Method::OPTIONS && !allowed.is_empty() {
+        return Ok(HttpResponse::NoContent()
+            .insert_header((header::ALLOW, allow_header(&allowed)))
+            .finish());
+    }
     let kind = if allowed.is_empty() {
         ApiErrorKind::NotFound
     } else {
@@ -124,12 +160,32 @@ mod tests {
         let t = table();
         assert_eq!(
             t.allowed("/v1/customers/abc/qualifications"),
-            vec![Method::GET, Method::POST]
+            vec![Method::GET, Method::POST, Method::HEAD, Method::OPTIONS]
         );
-        assert_eq!(t.allowed("/healthz"), vec![Method::GET]);
+        assert_eq!(
+            t.allowed("/healthz"),
+            vec![Method::GET, Method::HEAD, Method::OPTIONS]
+        );
         assert!(t.allowed("/v1/customers/a/b/qualifications").is_empty());
         assert!(t.allowed("/v1/customers//qualifications").is_empty());
         assert!(t.allowed("/nope").is_empty());
+    }
+
+    #[test]
+    fn a_trailing_slash_is_another_path() {
+        let t = table();
+        assert!(t.allowed("/healthz/").is_empty());
+        assert!(t.allowed("/v1/customers/abc/qualifications/").is_empty());
+    }
+
+    #[test]
+    fn a_post_only_path_offers_no_head() {
+        let mut t = RouteTable { routes: Vec::new() };
+        t.add("/sandbox/caller-token", Method::POST);
+        assert_eq!(
+            t.allowed("/sandbox/caller-token"),
+            vec![Method::POST, Method::OPTIONS]
+        );
     }
 
     #[test]
@@ -137,7 +193,7 @@ mod tests {
         let t = table();
         assert_eq!(
             t.allowed("/v1/customers/all/validations"),
-            vec![Method::GET]
+            vec![Method::GET, Method::HEAD, Method::OPTIONS]
         );
     }
 }

@@ -14,7 +14,10 @@ use crate::error::Problem;
         description = "Update a customer's qualification in Microsoft Partner Center (Education, \
 GovernmentCommunityCloud, StateOwnedEntity) and follow the asynchronous vetting, without handling \
 Partner Center tokens, GUID headers or its response shapes. Errors are RFC 9457 problem documents \
-carrying the correlation ID.",
+carrying the correlation ID; branch on their `type`.\n\n\
+A method a path does not take is answered 405 with `Allow`; `HEAD` is served wherever `GET` is, and \
+`OPTIONS` answers 204 with `Allow`. A token in the URL (`access_token=`) is refused with 400 on \
+every path.",
         contact(name = "partner-gateway maintainers"),
         license(name = "Proprietary", identifier = "LicenseRef-Proprietary"),
     ),
@@ -56,11 +59,14 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 /// What every documented answer shares, stated once rather than on each annotation: the
-/// `X-Correlation-ID` header, `Retry-After` where waiting helps, an example problem for each
-/// error status, and a `default` problem for the rarer statuses Partner Center can pass on.
+/// `X-Correlation-ID` header; on the token-guarded operations `Retry-After` where waiting
+/// helps, `WWW-Authenticate` on credential failures, `Idempotent-Replayed` on what a replay can
+/// answer, and a `default` problem for the rarer statuses Partner Center can pass on; and an
+/// example problem for each error status.
 pub fn apply_response_conventions(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::path::ParameterIn;
     use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 
     let correlation_header = HeaderBuilder::new()
@@ -79,8 +85,22 @@ pub fn apply_response_conventions(document: &mut utoipa::openapi::OpenApi) {
                 .schema_type(Type::Integer)
                 .minimum(Some(0)),
         ))
-        .description(Some("Seconds to wait before trying again."))
+        .description(Some(
+            "Seconds to wait before trying again (on 502, when Partner Center said so).",
+        ))
         .build();
+    let string_header = |description: &str| {
+        HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some(description))
+            .build()
+    };
+    let challenge_header = string_header(
+        "The RFC 6750 challenge, e.g. `Bearer realm=\"partner-gateway\", error=\"invalid_token\", error_description=\"token expired\"`.",
+    );
+    let replayed_header = string_header(
+        "`true`, present only when this is the stored answer to an earlier request with the same Idempotency-Key.",
+    );
 
     for item in document.paths.paths.values_mut() {
         let operations = [
@@ -92,6 +112,21 @@ pub fn apply_response_conventions(document: &mut utoipa::openapi::OpenApi) {
         ];
         for operation in operations.into_iter().flatten() {
             let needs_token = operation.security.is_some();
+            let parameters: Vec<_> = operation
+                .parameters
+                .iter()
+                .flatten()
+                .filter_map(|parameter| match parameter {
+                    RefOr::T(parameter) => Some(parameter),
+                    RefOr::Ref(_) => None,
+                })
+                .collect();
+            let takes_idempotency_key = parameters
+                .iter()
+                .any(|parameter| parameter.name == crate::domain::IDEMPOTENCY_KEY_HEADER);
+            let has_path_parameters = parameters
+                .iter()
+                .any(|parameter| parameter.parameter_in == ParameterIn::Path);
             let responses = &mut operation.responses.responses;
             if needs_token && !responses.contains_key("default") {
                 let default = utoipa::openapi::ResponseBuilder::new()
@@ -113,16 +148,31 @@ pub fn apply_response_conventions(document: &mut utoipa::openapi::OpenApi) {
                     "X-Correlation-ID".into(),
                     RefOr::T(correlation_header.clone()),
                 );
-                if matches!(status.as_str(), "429" | "503") {
+                let mut add_header = |name: &str, header: &utoipa::openapi::header::Header| {
                     response
                         .headers
-                        .insert("Retry-After".into(), RefOr::T(retry_after_header.clone()));
+                        .insert(name.into(), RefOr::T(header.clone()));
+                };
+                if needs_token && matches!(status.as_str(), "429" | "502" | "503") {
+                    add_header("Retry-After", &retry_after_header);
+                }
+                if needs_token && matches!(status.as_str(), "400" | "401" | "403") {
+                    add_header("WWW-Authenticate", &challenge_header);
+                }
+                // A replay answers what was stored: the 202 or Partner Center's refusal.
+                if takes_idempotency_key
+                    && matches!(
+                        status.as_str(),
+                        "202" | "403" | "404" | "409" | "422" | "default"
+                    )
+                {
+                    add_header("Idempotent-Replayed", &replayed_header);
                 }
                 if let Some(RefOr::T(content)) = response.content.get_mut(PROBLEM_JSON)
                     && content.example.is_none()
                     && content.examples.is_empty()
                 {
-                    content.example = Some(example_problem(status));
+                    content.example = Some(example_problem(status, has_path_parameters));
                 }
             }
         }
@@ -131,13 +181,24 @@ pub fn apply_response_conventions(document: &mut utoipa::openapi::OpenApi) {
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
-fn example_problem(status: &str) -> serde_json::Value {
+const CUSTOMER_ID_EXAMPLE_FAULT: &str =
+    "must be the customer's tenant ID as a GUID, e.g. 7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745";
+
+/// An example of what `status` looks like; a 400 is a bad customer ID where the path takes one,
+/// else the only 400 left, malformed credentials.
+fn example_problem(status: &str, has_path_parameters: bool) -> serde_json::Value {
     let (code, slug, title, detail) = match status {
-        "400" => (
+        "400" if has_path_parameters => (
             400,
             "invalid-request",
             "The request is invalid",
-            "customerId: must be a GUID such as 7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745",
+            CUSTOMER_ID_EXAMPLE_FAULT,
+        ),
+        "400" => (
+            400,
+            "invalid-auth-request",
+            "The request's credentials are malformed",
+            "The request's credentials are malformed: more than one Authorization header.",
         ),
         "401" => (
             401,
@@ -219,9 +280,12 @@ fn example_problem(status: &str) -> serde_json::Value {
         "detail": detail,
         "correlationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
     });
-    if code == 400 {
+    if slug == "invalid-request" {
         example["field"] = "customerId".into();
-        example["errors"] = serde_json::json!([{"field": "customerId", "message": "must be a GUID such as 7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745"}]);
+        example["errors"] =
+            serde_json::json!([{"field": "customerId", "message": CUSTOMER_ID_EXAMPLE_FAULT}]);
+    } else if code == 400 {
+        example["field"] = "Authorization".into();
     }
     if slug.starts_with("upstream") {
         example["requestId"] = "3b6a4c1e-0d2f-4a51-9c8e-2f1d7b6a5c40".into();

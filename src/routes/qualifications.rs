@@ -44,8 +44,8 @@ pub struct CustomerQualifications {
     tag = "qualifications",
     params(
         ("customerId" = uuid::Uuid, Path, description = "The customer's Microsoft tenant ID"),
-        ("Idempotency-Key" = Option<String>, Header, pattern = r#"^("[!#-~]{1,255}"|[!#-~]{1,255})$"#,
-            description = "Makes retries safe: the first answer for this caller and key is replayed for 24 h (with `Idempotent-Replayed: true`), a retry while the first runs gets 409, the same key with another request 422. 1-255 visible ASCII characters other than `\"`, bare or quoted, e.g. a UUID. (No example value on purpose: Swagger UI would send it with every try.)"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = r#"^("[!#-~]{1,255}"|[!#-~]{1,255})$"#,
+            description = "Makes retries safe: the first answer for this caller and key (the 202, or Partner Center's refusal) is replayed for 24 h, byte for byte, with `Idempotent-Replayed: true`: its body's correlationId and requestId are the first request's, `X-Correlation-ID` is this one's. A retry while the first runs gets 409, the same key with another request 422. 1-255 visible ASCII characters other than `\"`, bare or quoted, e.g. a UUID. (No example value on purpose: Swagger UI would send it with every try.)"),
     ),
     request_body(content = crate::domain::QualificationRequestBody, content_type = "application/json",
         examples(
@@ -55,22 +55,19 @@ pub struct CustomerQualifications {
         )),
     responses(
         (status = 202, description = "Partner Center accepted the request; vetting follows", body = QualificationAccepted,
-            headers(
-                ("Location" = String, description = "Where to follow the vetting"),
-                ("Idempotent-Replayed" = String, description = "Present, `true`, only when this is the stored answer to an earlier request with the same Idempotency-Key"),
-            )),
+            headers(("Location" = String, description = "Where to follow the vetting"))),
         (status = 400, description = "Invalid request (every faulty field in `errors`) or malformed credentials; nothing was sent to Partner Center", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid caller token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the write role, or Partner Center refused the partner (e.g. missing GDAP role for GCC)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the write role or its app is not allowed, or Partner Center refused the partner (e.g. missing GDAP role for GCC)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Partner Center does not know the customer", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The customer already has, or is being vetted for, this qualification; or a request with the same Idempotency-Key is still running", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Partner Center refused the well-formed request (e.g. an unknown validation code), or the Idempotency-Key was used for a different request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Partner Center is throttling", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Partner Center failed or answered nonsense", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The gateway cannot obtain a Partner Center token", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "Partner Center did not answer in time", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This caller is over its rate limit (`caller-rate-limited`) or Partner Center is throttling (`upstream-throttled`); wait Retry-After seconds", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Partner Center failed, refused the gateway's credentials, or answered nonsense", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partner Center cannot be called now: no Partner Center token, the circuit is open, too many calls in flight, or Partner Center is unavailable; or the callers' signing keys cannot be fetched. `type` says which", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Partner Center did not answer in time (one attempt's timeout, or the whole call's deadline)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -200,15 +197,15 @@ async fn request_qualification(
     params(("customerId" = uuid::Uuid, Path, description = "The customer's Microsoft tenant ID")),
     responses(
         (status = 200, description = "The customer's qualifications", body = CustomerQualifications),
-        (status = 400, description = "customerId is not a GUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "customerId is not a GUID, or malformed credentials (two Authorization headers, a token in the URL)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid caller token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the read role", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the read role or its app is not allowed, or Partner Center refused the partner", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Partner Center does not know the customer", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Partner Center refused the well-formed request (its code and description in upstreamCode/upstreamDescription)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Partner Center is throttling", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Partner Center failed or answered nonsense", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The gateway cannot obtain a Partner Center token", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "Partner Center did not answer in time", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This caller is over its rate limit (`caller-rate-limited`) or Partner Center is throttling (`upstream-throttled`); wait Retry-After seconds", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Partner Center failed, refused the gateway's credentials, or answered nonsense", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partner Center cannot be called now: no Partner Center token, the circuit is open, too many calls in flight, or Partner Center is unavailable; or the callers' signing keys cannot be fetched. `type` says which", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Partner Center did not answer in time (one attempt's timeout, or the whole call's deadline)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -21,11 +21,12 @@ pub struct ValidationCodes {
         (status = 200, description = "The partner's validation codes", body = ValidationCodes),
         (status = 400, description = "Malformed credentials (two Authorization headers, a token in the URL)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid caller token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the read role", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Partner Center is throttling", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Partner Center failed or answered nonsense", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The gateway cannot obtain a Partner Center token", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "Partner Center did not answer in time", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the read role or its app is not allowed, or Partner Center refused the partner", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Partner Center refused the request (its code and description in upstreamCode/upstreamDescription)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This caller is over its rate limit (`caller-rate-limited`) or Partner Center is throttling (`upstream-throttled`); wait Retry-After seconds", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Partner Center failed, refused the gateway's credentials, or answered nonsense", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partner Center cannot be called now: no Partner Center token, the circuit is open, too many calls in flight, or Partner Center is unavailable; or the callers' signing keys cannot be fetched. `type` says which", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Partner Center did not answer in time (one attempt's timeout, or the whole call's deadline)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -11,6 +11,7 @@ mod state;
 
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::web;
 use secrecy::SecretString;
 use utoipa::OpenApi;
@@ -87,6 +88,26 @@ impl Sandbox {
                 ),
         );
     }
+
+    /// The routes [`Self::configure`] serves besides the documented caller-token one, so a
+    /// wrong method on them is a 405 like anywhere else.
+    pub const UNDOCUMENTED_ROUTES: [(&'static str, Method); 6] = [
+        ("/sandbox/keys", Method::GET),
+        ("/sandbox/entra/{tenant}/oauth2/token", Method::POST),
+        ("/sandbox/entra/{tenant}/oauth2/v2.0/token", Method::POST),
+        (
+            "/sandbox/partner-center/v1/customers/all/validations",
+            Method::GET,
+        ),
+        (
+            "/sandbox/partner-center/v1/customers/{customer}/qualifications",
+            Method::POST,
+        ),
+        (
+            "/sandbox/partner-center/v1/customers/{customer}/qualifications",
+            Method::GET,
+        ),
+    ];
 
     /// A caller token for the start-up banner.
     pub fn mint_caller_token(&self) -> anyhow::Result<String> {

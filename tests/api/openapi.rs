@@ -76,11 +76,30 @@ fn every_answer_is_documented_with_its_headers_and_an_example() {
                     response["headers"].get("X-Correlation-ID").is_some(),
                     "{at}: X-Correlation-ID"
                 );
-                if status == "429" || status == "503" {
-                    assert!(response["headers"].get("Retry-After").is_some(), "{at}");
-                }
+                let has = |header: &str| response["headers"].get(header).is_some();
+                // Only what the code can send: /readyz's 503 carries no Retry-After.
+                assert_eq!(
+                    has("Retry-After"),
+                    secured && ["429", "502", "503"].contains(&status.as_str()),
+                    "{at}: Retry-After"
+                );
+                assert_eq!(
+                    has("WWW-Authenticate"),
+                    secured && ["400", "401", "403"].contains(&status.as_str()),
+                    "{at}: WWW-Authenticate"
+                );
+                let replayable = ["202", "403", "404", "409", "422", "default"];
+                assert_eq!(
+                    has("Idempotent-Replayed"),
+                    method == "post" && replayable.contains(&status.as_str()),
+                    "{at}: Idempotent-Replayed"
+                );
                 if let Some(problem) = response["content"].get("application/problem+json") {
-                    assert!(problem.get("example").is_some(), "{at}: an example problem");
+                    let example = &problem["example"];
+                    assert!(example.is_object(), "{at}: an example problem");
+                    if status != "default" {
+                        assert_eq!(example["status"].to_string(), *status, "{at}");
+                    }
                 }
             }
         }
@@ -99,5 +118,11 @@ fn every_answer_is_documented_with_its_headers_and_an_example() {
         post["responses"]["202"]["headers"]
             .get("Location")
             .is_some()
+    );
+    // A 400 example is one the operation can answer.
+    let codes_400 = &spec["paths"]["/v1/validation-codes"]["get"]["responses"]["400"];
+    assert_eq!(
+        codes_400["content"]["application/problem+json"]["example"]["type"],
+        "urn:partner-gateway:problem:invalid-auth-request"
     );
 }

@@ -226,3 +226,27 @@ async fn the_sandbox_is_ready_and_documents_its_token_endpoint() {
         .unwrap();
     assert!(spec["paths"]["/sandbox/caller-token"]["post"].is_object());
 }
+
+#[tokio::test]
+async fn a_wrong_method_on_a_sandbox_route_is_a_405_too() {
+    let (url, http) = spawn_sandbox(100).await;
+    let cases = [
+        (
+            http.head(format!("{url}/sandbox/caller-token")),
+            "POST, OPTIONS",
+        ),
+        (
+            http.post(format!("{url}/sandbox/keys")),
+            "GET, HEAD, OPTIONS",
+        ),
+        (
+            http.get(format!("{url}/sandbox/entra/some-tenant/oauth2/v2.0/token")),
+            "POST, OPTIONS",
+        ),
+    ];
+    for (request, allow) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], allow);
+    }
+}

@@ -197,19 +197,74 @@ async fn a_method_a_path_does_not_take_is_a_405_with_allow() {
     forbid_upstream_calls(&app).await;
     let customer_path = format!("{}/v1/customers/{CUSTOMER}/qualifications", app.url);
     let cases = [
-        (app.http.delete(&customer_path), "GET, POST"),
-        (app.http.put(&customer_path), "GET, POST"),
+        (app.http.delete(&customer_path), "GET, POST, HEAD, OPTIONS"),
+        (app.http.put(&customer_path), "GET, POST, HEAD, OPTIONS"),
         (
             app.http.post(format!("{}/v1/validation-codes", app.url)),
-            "GET",
+            "GET, HEAD, OPTIONS",
         ),
-        (app.http.post(format!("{}/healthz", app.url)), "GET"),
+        (
+            app.http.post(format!("{}/healthz", app.url)),
+            "GET, HEAD, OPTIONS",
+        ),
+        (
+            app.http.post(format!("{}/swagger-ui/index.html", app.url)),
+            "GET, HEAD, OPTIONS",
+        ),
     ];
     for (request, allow) in cases {
         let response = request.send().await.unwrap();
         assert_eq!(response.headers()["allow"], allow);
         assert_problem(response, 405, "method-not-allowed").await;
     }
+}
+
+#[tokio::test]
+async fn a_trailing_slash_is_another_path_not_another_method() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    for path in ["/healthz/", "/v1/validation-codes/"] {
+        assert_problem(app.get(path, None).await, 404, "not-found").await;
+    }
+}
+
+#[tokio::test]
+async fn options_on_a_known_path_lists_its_methods() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let options = |path: &str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", app.url))
+            .send()
+    };
+    let response = options(&format!("/v1/customers/{CUSTOMER}/qualifications"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(response.headers()["allow"], "GET, POST, HEAD, OPTIONS");
+    assert!(response.headers().contains_key("x-correlation-id"));
+    assert_problem(options("/v2/nothing-here").await.unwrap(), 404, "not-found").await;
+}
+
+#[tokio::test]
+async fn head_is_answered_like_get_without_a_body() {
+    let app = spawn_app().await;
+    forbid_upstream_calls(&app).await;
+    let head = |path: &str| app.http.head(format!("{}{path}", app.url)).send();
+
+    let health = head("/healthz").await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.headers()["content-type"], "application/json");
+    assert!(health.bytes().await.unwrap().is_empty());
+
+    // The same guard as GET: no token, no answer.
+    let protected = head("/v1/validation-codes").await.unwrap();
+    assert_eq!(protected.status(), 401);
+    assert_eq!(
+        protected.headers()["www-authenticate"],
+        "Bearer realm=\"partner-gateway\""
+    );
+    assert!(protected.bytes().await.unwrap().is_empty());
 }
 
 #[tokio::test]
