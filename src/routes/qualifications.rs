@@ -17,6 +17,14 @@ use crate::startup::AppState;
 /// The answer to a qualification request: vetting has started (or finished) upstream.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "customerId": "7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745",
+    "qualification": "Education",
+    "vettingStatus": "InReview",
+    "vettingCreateDate": "2026-11-24T09:30:00Z",
+    "correlationId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+    "requestId": "3b6a4c1e-0d2f-4a51-9c8e-2f1d7b6a5c40"
+}))]
 pub struct QualificationAccepted {
     #[schema(value_type = String, format = Uuid)]
     customer_id: String,
@@ -31,6 +39,13 @@ pub struct QualificationAccepted {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "customerId": "7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745",
+    "qualifications": [
+        {"qualification": "GovernmentCommunityCloud", "vettingStatus": "Approved", "vettingCreateDate": "2026-10-02T14:05:11Z"},
+        {"qualification": "Education", "vettingStatus": "Denied", "vettingReason": "Not an Education Customer", "vettingCreateDate": "2026-11-20T08:12:40Z"}
+    ]
+}))]
 pub struct CustomerQualifications {
     #[schema(value_type = String, format = Uuid)]
     customer_id: String,
