@@ -4,8 +4,8 @@
 //! from caller and key, so even a retry through another replica (which holds no record) is
 //! de-duplicated by Partner Center itself.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use actix_web::HttpResponse;
@@ -13,7 +13,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actix_web::web::Bytes;
 use aws_lc_rs::digest::{SHA256, digest};
-use moka::ops::compute::Op;
 use moka::sync::Cache;
 
 use crate::auth::Caller;
@@ -29,20 +28,18 @@ pub enum IdempotencyError {
     KeyReused,
 }
 
+/// Answers kept for replay live in a bounded cache; claims in flight live apart, in a map
+/// that eviction never touches (it holds only requests running now), so a busy cache cannot
+/// drop a running claim and let a duplicate through.
 pub struct IdempotencyStore {
-    records: Cache<String, Arc<Record>>,
-    next_owner: AtomicU64,
+    done: Cache<String, Arc<Done>>,
+    /// Caller and key → the fingerprint of the request running under them.
+    in_flight: Mutex<HashMap<String, [u8; 32]>>,
 }
 
-enum Record {
-    InFlight {
-        owner: u64,
-        fingerprint: [u8; 32],
-    },
-    Done {
-        fingerprint: [u8; 32],
-        response: StoredResponse,
-    },
+struct Done {
+    fingerprint: [u8; 32],
+    response: StoredResponse,
 }
 
 /// A completed answer, as sent the first time: a 202, or Partner Center's 4xx verdict.
@@ -115,43 +112,57 @@ impl IdempotentRequest {
 impl IdempotencyStore {
     pub fn new(ttl: Duration, capacity: u64) -> Self {
         Self {
-            records: Cache::builder()
+            done: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
-            next_owner: AtomicU64::new(1),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn claim(&self, request: &IdempotentRequest) -> Claim<'_> {
-        let owner = self.next_owner.fetch_add(1, Ordering::Relaxed);
-        let entry = self
-            .records
-            .entry(request.scope.clone())
-            .or_insert_with(|| {
-                Arc::new(Record::InFlight {
-                    owner,
-                    fingerprint: request.fingerprint,
-                })
-            });
-        if entry.is_fresh() {
-            return Claim::Fresh(InFlight {
-                store: self,
-                scope: request.scope.clone(),
-                owner,
-                fingerprint: request.fingerprint,
-                completed: false,
-            });
-        }
-        match entry.value().as_ref() {
-            Record::InFlight { fingerprint, .. } | Record::Done { fingerprint, .. }
-                if *fingerprint != request.fingerprint =>
-            {
+        // One lock over both looks, so a claim never falls between an answer being kept and
+        // its claim being released.
+        let mut in_flight = self.claims();
+        if let Some(done) = self.done.get(&request.scope) {
+            return if done.fingerprint == request.fingerprint {
+                Claim::Replay(done.response.clone())
+            } else {
                 Claim::Refused(IdempotencyError::KeyReused)
-            }
-            Record::InFlight { .. } => Claim::Refused(IdempotencyError::InProgress),
-            Record::Done { response, .. } => Claim::Replay(response.clone()),
+            };
         }
+        if let Some(fingerprint) = in_flight.get(&request.scope) {
+            return Claim::Refused(if *fingerprint == request.fingerprint {
+                IdempotencyError::InProgress
+            } else {
+                IdempotencyError::KeyReused
+            });
+        }
+        in_flight.insert(request.scope.clone(), request.fingerprint);
+        Claim::Fresh(InFlight {
+            store: self,
+            scope: request.scope.clone(),
+            fingerprint: request.fingerprint,
+            completed: false,
+        })
+    }
+
+    /// Releases the claim on `scope` (only its holder can), keeping `answer` first when
+    /// there is one.
+    fn release(&self, scope: &str, answer: Option<Done>) {
+        let mut in_flight = self.claims();
+        if let Some(answer) = answer {
+            self.done.insert(scope.to_owned(), Arc::new(answer));
+        }
+        in_flight.remove(scope);
+    }
+
+    /// The lock guards single inserts and removals, which a panic cannot leave half done,
+    /// so a poisoned lock is still good to use.
+    fn claims(&self) -> MutexGuard<'_, HashMap<String, [u8; 32]>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -160,7 +171,6 @@ impl IdempotencyStore {
 pub struct InFlight<'a> {
     store: &'a IdempotencyStore,
     scope: String,
-    owner: u64,
     fingerprint: [u8; 32],
     completed: bool,
 }
@@ -168,30 +178,79 @@ pub struct InFlight<'a> {
 impl InFlight<'_> {
     pub fn complete(mut self, response: StoredResponse) {
         self.completed = true;
-        self.store.records.insert(
-            self.scope.clone(),
-            Arc::new(Record::Done {
-                fingerprint: self.fingerprint,
-                response,
-            }),
-        );
+        let answer = Done {
+            fingerprint: self.fingerprint,
+            response,
+        };
+        self.store.release(&self.scope, Some(answer));
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.completed {
-            return;
+        if !self.completed {
+            self.store.release(&self.scope, None);
         }
-        let owner = self.owner;
-        self.store
-            .records
-            .entry(self.scope.clone())
-            .and_compute_with(|existing| match existing {
-                Some(entry) if matches!(entry.value().as_ref(), Record::InFlight { owner: o, .. } if *o == owner) => {
-                    Op::Remove
-                }
-                _ => Op::Nop,
-            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(scope: &str, body: &[u8]) -> IdempotentRequest {
+        IdempotentRequest {
+            scope: scope.to_owned(),
+            fingerprint: digest(&SHA256, body).as_ref().try_into().unwrap(),
+        }
+    }
+
+    fn accepted() -> StoredResponse {
+        StoredResponse {
+            status: StatusCode::ACCEPTED,
+            content_type: "application/json",
+            location: None,
+            body: Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[test]
+    fn a_running_claim_survives_a_full_cache() {
+        let store = IdempotencyStore::new(Duration::from_secs(60), 4);
+        let running = request("caller\nkey-running", b"a");
+        let Claim::Fresh(_guard) = store.claim(&running) else {
+            panic!("first claim is fresh");
+        };
+        for n in 0..200 {
+            match store.claim(&request(&format!("caller\nkey-{n}"), b"b")) {
+                Claim::Fresh(other) => other.complete(accepted()),
+                _ => panic!("distinct keys never collide"),
+            }
+        }
+        store.done.run_pending_tasks();
+        assert!(store.done.entry_count() <= 4, "the cache stayed bounded");
+        assert!(matches!(
+            store.claim(&running),
+            Claim::Refused(IdempotencyError::InProgress)
+        ));
+        assert!(matches!(
+            store.claim(&request("caller\nkey-running", b"other")),
+            Claim::Refused(IdempotencyError::KeyReused)
+        ));
+    }
+
+    #[test]
+    fn a_dropped_claim_frees_the_key_and_a_completed_one_replays() {
+        let store = IdempotencyStore::new(Duration::from_secs(60), 100);
+        let first = request("caller\nkey", b"a");
+        drop(store.claim(&first));
+        let Claim::Fresh(guard) = store.claim(&first) else {
+            panic!("the key was freed");
+        };
+        guard.complete(accepted());
+        assert!(
+            matches!(store.claim(&first), Claim::Replay(r) if r.status == StatusCode::ACCEPTED)
+        );
+        assert!(store.claims().is_empty(), "nothing left in flight");
     }
 }
