@@ -6,27 +6,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use partner_gateway::sandbox::SigningKey;
 use serde_json::{Value, json};
-use wiremock::matchers::{any, method, path};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{
-    CUSTOMER, ISSUER, READ_ROLE, TestApp, TestOptions, WRITE_ROLE, assert_problem, spawn_app,
-    spawn_app_with,
+    CUSTOMER, ISSUER, READ_ROLE, TestApp, TestOptions, WRITE_ROLE, assert_problem,
+    forbid_upstream_calls, spawn_app, spawn_app_with,
 };
 
 const BODY: &str = r#"{"qualification":"StateOwnedEntity"}"#;
-
-/// Neither upstream may be called: not Partner Center, and not Entra for its token.
-pub async fn forbid_upstream_calls(app: &TestApp) {
-    for server in [&app.partner_center, &app.entra] {
-        Mock::given(any())
-            .respond_with(ResponseTemplate::new(500))
-            .expect(0)
-            .named("no upstream call for a refused caller")
-            .mount(server)
-            .await;
-    }
-}
 
 /// Partner Center and Entra answer reads, for tests where the caller gets through.
 pub async fn serve_reads(app: &TestApp) {

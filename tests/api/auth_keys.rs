@@ -8,7 +8,8 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::auth::{forbid_upstream_calls, serve_reads};
+use crate::auth::serve_reads;
+use crate::helpers::forbid_upstream_calls;
 use crate::helpers::{
     READ_ROLE, TestApp, TestOptions, assert_problem, spawn_app_with, wait_until_ready,
 };

@@ -10,7 +10,7 @@ use partner_gateway::telemetry::{get_subscriber, init_subscriber};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
-use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::matchers::{any, body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const ISSUER: &str = "https://login.example.test/tenant/v2.0";
@@ -354,4 +354,16 @@ pub async fn spawn_sandbox(approval_delay_ms: u64) -> (String, reqwest::Client) 
     let url = application.url();
     tokio::spawn(application.run_until_stopped());
     (url, reqwest::Client::new())
+}
+
+/// Neither upstream may be called: not Partner Center, and not Entra for its token.
+pub async fn forbid_upstream_calls(app: &TestApp) {
+    for server in [&app.partner_center, &app.entra] {
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(500))
+            .expect(0)
+            .named("no upstream call")
+            .mount(server)
+            .await;
+    }
 }

@@ -191,7 +191,7 @@ async fn keys_belong_to_their_caller() {
 #[tokio::test]
 async fn a_malformed_key_is_a_400_naming_the_header_with_no_upstream_call() {
     let app = spawn_app().await;
-    crate::auth::forbid_upstream_calls(&app).await;
+    crate::helpers::forbid_upstream_calls(&app).await;
     let token = app.writer_token();
     let response = post_with_key(&app, &token, &"k".repeat(300), SOE).await;
     let problem = assert_problem(response, 400, "invalid-request").await;

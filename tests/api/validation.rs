@@ -1,21 +1,10 @@
 use serde_json::Value;
-use wiremock::matchers::any;
-use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{CUSTOMER, TestApp, assert_problem, is_guid, spawn_app};
+use crate::helpers::{
+    CUSTOMER, TestApp, assert_problem, forbid_upstream_calls, is_guid, spawn_app,
+};
 
 /// No test in this file may reach Partner Center or Entra.
-async fn forbid_upstream_calls(app: &TestApp) {
-    for server in [&app.partner_center, &app.entra] {
-        Mock::given(any())
-            .respond_with(ResponseTemplate::new(500))
-            .expect(0)
-            .named("no upstream call")
-            .mount(server)
-            .await;
-    }
-}
-
 async fn rejected_field(app: &TestApp, customer: &str, body: &str) -> Value {
     let token = app.writer_token();
     let response = app.post_qualification(customer, body, Some(&token)).await;
