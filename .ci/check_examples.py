@@ -1,4 +1,5 @@
-"""Every example in the spec is valid against its own schema.
+"""Every example in the spec is valid against its own schema: media-type, parameter and
+header examples, and each schema's `example`/`examples` at any depth.
 
 openapi-spec-validator checks the document's shape, not its examples; a wrong example is
 what Swagger UI shows and what client authors copy. Uses the jsonschema that the validator
@@ -29,6 +30,10 @@ def absolute_refs(node):
     return node
 
 
+SUBSCHEMA_LISTS = ("oneOf", "anyOf", "allOf", "prefixItems")
+SUBSCHEMAS = ("items", "not", "additionalProperties", "contains", "if", "then", "else")
+
+
 def main(path):
     document = absolute_refs(json.load(open(path, encoding="utf-8")))
     registry = Registry().with_resource(
@@ -44,18 +49,46 @@ def main(path):
         )
         faults.extend(f"{where}: {error.message}" for error in validator.iter_errors(example))
 
+    def walk_schema(where, schema):
+        """A schema's own `example`/`examples`, then every schema inside it."""
+        if not isinstance(schema, dict):
+            return
+        if "example" in schema:
+            check(f"{where} example", schema, schema["example"])
+        for n, example in enumerate(schema.get("examples", [])):
+            check(f"{where} examples[{n}]", schema, example)
+        for name, subschema in schema.get("properties", {}).items():
+            walk_schema(f"{where}.{name}", subschema)
+        for keyword in SUBSCHEMA_LISTS:
+            for n, subschema in enumerate(schema.get(keyword, [])):
+                walk_schema(f"{where}/{keyword}[{n}]", subschema)
+        for keyword in SUBSCHEMAS:
+            walk_schema(f"{where}/{keyword}", schema.get(keyword))
+
+    def walk_with_schema(where, holder):
+        """A media type or a parameter: its examples against its schema, then the schema."""
+        schema = holder.get("schema", {})
+        if "example" in holder:
+            check(f"{where} example", schema, holder["example"])
+        for name, example in holder.get("examples", {}).items():
+            if "value" in example:
+                check(f"{where} example {name}", schema, example["value"])
+        walk_schema(f"{where} schema", schema)
+
+    for name, schema in document.get("components", {}).get("schemas", {}).items():
+        walk_schema(f"schema {name}", schema)
     for path_name, item in document["paths"].items():
         for method, operation in item.items():
+            at = f"{method} {path_name}"
+            for parameter in operation.get("parameters", []):
+                walk_with_schema(f"{at} parameter {parameter.get('name')}", parameter)
+            for media_type, content in operation.get("requestBody", {}).get("content", {}).items():
+                walk_with_schema(f"{at} request {media_type}", content)
             for status, response in operation.get("responses", {}).items():
                 for media_type, content in response.get("content", {}).items():
-                    if "example" in content:
-                        check(f"{method} {path_name} {status} {media_type}", content["schema"], content["example"])
-            for media_type, content in operation.get("requestBody", {}).get("content", {}).items():
-                for name, example in content.get("examples", {}).items():
-                    check(f"{method} {path_name} request example {name}", content["schema"], example["value"])
-    for name, schema in document.get("components", {}).get("schemas", {}).items():
-        if "example" in schema:
-            check(f"schema {name}", {"$ref": f"{DOCUMENT_URI}#/components/schemas/{name}"}, schema["example"])
+                    walk_with_schema(f"{at} {status} {media_type}", content)
+                for name, header in response.get("headers", {}).items():
+                    walk_with_schema(f"{at} {status} header {name}", header)
 
     for fault in faults:
         print(fault)

@@ -13,6 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actix_web::web::Bytes;
 use aws_lc_rs::digest::{SHA256, digest};
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use crate::auth::Caller;
@@ -112,9 +113,13 @@ impl IdempotentRequest {
 impl IdempotencyStore {
     pub fn new(ttl: Duration, capacity: u64) -> Self {
         Self {
+            // LRU, not moka's default TinyLFU: its admission filter turns away a new entry
+            // that is not used more often than the one it would evict, and every answer is
+            // new when it is kept; a full cache would stop keeping answers at all.
             done: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
+                .eviction_policy(EvictionPolicy::lru())
                 .build(),
             in_flight: Mutex::new(HashMap::new()),
         }
@@ -149,12 +154,13 @@ impl IdempotencyStore {
 
     /// Releases the claim on `scope` (only its holder can), keeping `answer` first when
     /// there is one.
+    /// (The answer goes in before the lock is taken: `claim` looks at answers first, so a
+    /// claim in between sees the answer, and the cache's upkeep stays out of the lock.)
     fn release(&self, scope: &str, answer: Option<Done>) {
-        let mut in_flight = self.claims();
         if let Some(answer) = answer {
             self.done.insert(scope.to_owned(), Arc::new(answer));
         }
-        in_flight.remove(scope);
+        self.claims().remove(scope);
     }
 
     /// The lock guards single inserts and removals, which a panic cannot leave half done,
@@ -237,6 +243,28 @@ mod tests {
             store.claim(&request("caller\nkey-running", b"other")),
             Claim::Refused(IdempotencyError::KeyReused)
         ));
+    }
+
+    #[test]
+    fn a_full_cache_keeps_the_newest_answers() {
+        let store = IdempotencyStore::new(Duration::from_secs(60), 8);
+        let keys: Vec<IdempotentRequest> = (0..100)
+            .map(|n| request(&format!("caller\nkey-{n}"), b"a"))
+            .collect();
+        for key in &keys {
+            let Claim::Fresh(guard) = store.claim(key) else {
+                panic!("distinct keys never collide");
+            };
+            guard.complete(accepted());
+            store.done.run_pending_tasks();
+        }
+        for key in &keys[92..] {
+            assert!(
+                matches!(store.claim(key), Claim::Replay(_)),
+                "{} was kept",
+                key.scope
+            );
+        }
     }
 
     #[test]

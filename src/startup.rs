@@ -88,15 +88,12 @@ impl Application {
         let verifier = web::Data::new(CallerVerifier::new(http, &settings.caller_auth));
         let rate_limiter = web::Data::new(CallerRateLimiter::new(&settings.rate_limit));
 
-        let mut served_doc = routes::openapi_document();
-        if sandbox.is_some() {
-            served_doc.merge(Sandbox::openapi());
-            routes::apply_response_conventions(&mut served_doc);
-        }
+        let served_doc = routes::served_document(sandbox.is_some());
 
         let mut undocumented_routes = vec![
             ("/openapi.json", Method::GET),
             ("/swagger-ui", Method::GET),
+            ("/swagger-ui/", Method::GET),
             ("/swagger-ui/{file}", Method::GET),
         ];
         if sandbox.is_some() {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
@@ -113,15 +113,22 @@ fn segments_of(path: &str) -> std::str::Split<'_, char> {
 }
 
 /// Innermost middleware: a `HEAD` is routed, authorized and rate-limited exactly as the `GET`
-/// it stands for. The connection still knows the request was a `HEAD` and sends no body.
+/// it stands for, and its body is dropped here. (actix-http also drops it, but by a flag kept
+/// per connection, which a pipelined request behind a slow `HEAD` overwrites.)
 pub async fn head_as_get(
     mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if request.method() == Method::HEAD {
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let is_head = request.method() == Method::HEAD;
+    if is_head {
         request.head_mut().method = Method::GET;
     }
-    next.call(request).await
+    let response = next.call(request).await?.map_into_boxed_body();
+    Ok(if is_head {
+        response.map_body(|_, _| BoxBody::new(body::None::new()))
+    } else {
+        response
+    })
 }
 
 pub async fn fallback(

@@ -58,6 +58,17 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     document
 }
 
+/// The document `/openapi.json` serves: the committed one, plus the sandbox's own operations
+/// in sandbox mode.
+pub fn served_document(sandbox: bool) -> utoipa::openapi::OpenApi {
+    let mut document = openapi_document();
+    if sandbox {
+        document.merge(crate::sandbox::Sandbox::openapi());
+        apply_response_conventions(&mut document);
+    }
+    document
+}
+
 /// What every documented answer shares, stated once rather than on each annotation: the
 /// `X-Correlation-ID` header; on the token-guarded operations `Retry-After` where waiting
 /// helps, `WWW-Authenticate` on credential failures, `Idempotent-Replayed` on what a replay can

@@ -46,7 +46,16 @@ pub struct CallerTokenResponse {
     request_body(content = Option<CallerTokenRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "A caller token; paste it into Authorize", body = CallerTokenResponse),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json",
+            example = json!({
+                "type": "urn:partner-gateway:problem:invalid-request",
+                "title": "The request is invalid",
+                "status": 400,
+                "detail": "subject: must be 1 to 128 characters",
+                "field": "subject",
+                "errors": [{"field": "subject", "message": "must be 1 to 128 characters"}],
+                "correlationId": "0f8fad5b-d9cb-469f-a165-70867728950e"
+            })),
     )
 )]
 pub async fn issue(

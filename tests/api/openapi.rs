@@ -60,8 +60,35 @@ async fn swagger_ui_is_served_from_the_binary() {
 
 #[test]
 fn every_answer_is_documented_with_its_headers_and_an_example() {
-    let spec = partner_gateway::routes::openapi_document();
-    let spec = serde_json::to_value(&spec).unwrap();
+    for sandbox in [false, true] {
+        let served = partner_gateway::routes::served_document(sandbox);
+        assert_conventions(&serde_json::to_value(&served).unwrap());
+    }
+    let spec = serde_json::to_value(partner_gateway::routes::openapi_document()).unwrap();
+    let body = &spec["components"]["schemas"]["EducationQualificationRequest"];
+    assert_eq!(body["additionalProperties"], false);
+    let post = &spec["paths"]["/v1/customers/{customerId}/qualifications"]["post"];
+    assert!(
+        post["responses"]["202"]["headers"]
+            .get("Location")
+            .is_some()
+    );
+    // A 400 example is one the operation can answer.
+    let codes_400 = &spec["paths"]["/v1/validation-codes"]["get"]["responses"]["400"];
+    assert_eq!(
+        codes_400["content"]["application/problem+json"]["example"]["type"],
+        "urn:partner-gateway:problem:invalid-auth-request"
+    );
+    let sandbox = serde_json::to_value(partner_gateway::routes::served_document(true)).unwrap();
+    let token_400 = &sandbox["paths"]["/sandbox/caller-token"]["post"]["responses"]["400"];
+    assert_eq!(
+        token_400["content"]["application/problem+json"]["example"]["type"],
+        "urn:partner-gateway:problem:invalid-request"
+    );
+}
+
+/// Each answer documents the headers the code sends with it, and no others.
+fn assert_conventions(spec: &Value) {
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             let secured = operation.get("security").is_some();
@@ -70,13 +97,18 @@ fn every_answer_is_documented_with_its_headers_and_an_example() {
                 path.starts_with("/v1/"),
                 "{method} {path}: bearer on /v1 only"
             );
+            let takes_idempotency_key = operation["parameters"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key"));
+            assert_eq!(
+                takes_idempotency_key,
+                method == "post" && path.starts_with("/v1/"),
+                "{method} {path}: Idempotency-Key"
+            );
             for (status, response) in operation["responses"].as_object().unwrap() {
                 let at = format!("{method} {path} {status}");
-                assert!(
-                    response["headers"].get("X-Correlation-ID").is_some(),
-                    "{at}: X-Correlation-ID"
-                );
                 let has = |header: &str| response["headers"].get(header).is_some();
+                assert!(has("X-Correlation-ID"), "{at}: X-Correlation-ID");
                 // Only what the code can send: /readyz's 503 carries no Retry-After.
                 assert_eq!(
                     has("Retry-After"),
@@ -91,7 +123,7 @@ fn every_answer_is_documented_with_its_headers_and_an_example() {
                 let replayable = ["202", "403", "404", "409", "422", "default"];
                 assert_eq!(
                     has("Idempotent-Replayed"),
-                    method == "post" && replayable.contains(&status.as_str()),
+                    takes_idempotency_key && replayable.contains(&status.as_str()),
                     "{at}: Idempotent-Replayed"
                 );
                 if let Some(problem) = response["content"].get("application/problem+json") {
@@ -104,25 +136,4 @@ fn every_answer_is_documented_with_its_headers_and_an_example() {
             }
         }
     }
-    let body = &spec["components"]["schemas"]["EducationQualificationRequest"];
-    assert_eq!(body["additionalProperties"], false);
-    let post = &spec["paths"]["/v1/customers/{customerId}/qualifications"]["post"];
-    assert!(
-        post["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
-    );
-    assert!(
-        post["responses"]["202"]["headers"]
-            .get("Location")
-            .is_some()
-    );
-    // A 400 example is one the operation can answer.
-    let codes_400 = &spec["paths"]["/v1/validation-codes"]["get"]["responses"]["400"];
-    assert_eq!(
-        codes_400["content"]["application/problem+json"]["example"]["type"],
-        "urn:partner-gateway:problem:invalid-auth-request"
-    );
 }

@@ -232,6 +232,9 @@ async fn options_on_a_known_path_lists_its_methods() {
     assert_eq!(response.status(), 204);
     assert_eq!(response.headers()["allow"], "GET, POST, HEAD, OPTIONS");
     assert!(response.headers().contains_key("x-correlation-id"));
+    let swagger_ui = options("/swagger-ui/").await.unwrap();
+    assert_eq!(swagger_ui.status(), 204);
+    assert_eq!(swagger_ui.headers()["allow"], "GET, HEAD, OPTIONS");
     assert_problem(options("/v2/nothing-here").await.unwrap(), 404, "not-found").await;
 }
 
@@ -254,6 +257,50 @@ async fn head_is_answered_like_get_without_a_body() {
         "Bearer realm=\"partner-gateway\""
     );
     assert!(protected.bytes().await.unwrap().is_empty());
+}
+
+/// A slow `HEAD` with a `GET` pipelined behind it on one connection: the `HEAD`'s answer must
+/// carry no body even though the connection has moved on to the `GET` (or the `GET`'s answer
+/// would be read as the rest of the `HEAD`'s).
+#[tokio::test]
+async fn a_slow_head_with_a_pipelined_get_behind_it_sends_no_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!([]))
+                .set_delay(std::time::Duration::from_millis(300)),
+        )
+        .expect(1)
+        .mount(&app.partner_center)
+        .await;
+    let host = app.url.trim_start_matches("http://");
+    let token = app.reader_token();
+    let requests = format!(
+        "HEAD /v1/validation-codes HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n\
+         GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    let mut connection = tokio::net::TcpStream::connect(host).await.unwrap();
+    connection.write_all(requests.as_bytes()).await.unwrap();
+    let mut answers = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        connection.read_to_string(&mut answers),
+    )
+    .await
+    .expect("both answers within 10 s")
+    .unwrap();
+
+    let (head_answer, rest) = answers.split_once("\r\n\r\n").unwrap();
+    assert!(head_answer.starts_with("HTTP/1.1 200"), "{answers}");
+    assert!(
+        rest.starts_with("HTTP/1.1 200"),
+        "the GET's answer follows the HEAD's headers at once: {answers}"
+    );
+    assert!(rest.ends_with(r#"{"status":"ok"}"#), "{answers}");
 }
 
 #[tokio::test]
