@@ -46,26 +46,25 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document, collected from the same route registration the server uses.
+/// The committed OpenAPI document (`cargo run -- openapi`).
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    served_document(false)
+}
+
+/// The document `/openapi.json` serves: the operations collected from the same route
+/// registration the server uses, plus the sandbox's own in sandbox mode, then the shared
+/// response conventions, once, over all of them.
+pub fn served_document(sandbox: bool) -> utoipa::openapi::OpenApi {
     let mut document = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(super::api)
         .split_for_parts()
         .1;
-    apply_response_conventions(&mut document);
-    document
-}
-
-/// The document `/openapi.json` serves: the committed one, plus the sandbox's own operations
-/// in sandbox mode.
-pub fn served_document(sandbox: bool) -> utoipa::openapi::OpenApi {
-    let mut document = openapi_document();
     if sandbox {
         document.merge(crate::sandbox::Sandbox::openapi());
-        apply_response_conventions(&mut document);
     }
+    apply_response_conventions(&mut document);
     document
 }
 
@@ -74,7 +73,7 @@ pub fn served_document(sandbox: bool) -> utoipa::openapi::OpenApi {
 /// helps, `WWW-Authenticate` on credential failures, `Idempotent-Replayed` on what a replay can
 /// answer, and a `default` problem for the rarer statuses Partner Center can pass on; and an
 /// example problem for each error status.
-pub fn apply_response_conventions(document: &mut utoipa::openapi::OpenApi) {
+fn apply_response_conventions(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     use utoipa::openapi::header::HeaderBuilder;
     use utoipa::openapi::path::ParameterIn;

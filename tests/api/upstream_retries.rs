@@ -45,6 +45,17 @@ async fn post(app: &TestApp) -> reqwest::Response {
         .await
 }
 
+/// POSTs and asserts the 202 took at least `wait`: the retries waited as asked.
+async fn accepted_no_sooner_than(app: &TestApp, wait: Duration) {
+    let started = Instant::now();
+    assert_eq!(post(app).await.status(), 202);
+    assert!(
+        started.elapsed() >= wait,
+        "accepted after {:?}, sooner than {wait:?}",
+        started.elapsed()
+    );
+}
+
 /// Every attempt Partner Center saw carried one and the same MS-RequestId and MS-CorrelationId.
 async fn assert_one_logical_call(app: &TestApp, attempts: usize) -> String {
     let seen = app.partner_center.received_requests().await.unwrap();
@@ -130,13 +141,7 @@ async fn a_429_with_retry_after_1_is_waited_out_then_retried() {
     )
     .await;
     then_created(&app, 1).await;
-    let started = Instant::now();
-    assert_eq!(post(&app).await.status(), 202);
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "retried after {:?}, before the second Partner Center asked for",
-        started.elapsed()
-    );
+    accepted_no_sooner_than(&app, Duration::from_millis(950)).await;
     assert_one_logical_call(&app, 2).await;
 }
 
@@ -153,9 +158,7 @@ async fn a_retry_after_in_the_body_only_is_honoured_too() {
     )
     .await;
     then_created(&app, 1).await;
-    let started = Instant::now();
-    assert_eq!(post(&app).await.status(), 202);
-    assert!(started.elapsed() >= Duration::from_millis(950));
+    accepted_no_sooner_than(&app, Duration::from_millis(950)).await;
 }
 
 #[tokio::test]
@@ -263,14 +266,8 @@ async fn a_retry_after_http_date_is_honoured() {
     )
     .await;
     then_created(&app, 1).await;
-    let started = Instant::now();
-    assert_eq!(post(&app).await.status(), 202);
     // The date has whole seconds: at least one of the two is waited.
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        started.elapsed()
-    );
+    accepted_no_sooner_than(&app, Duration::from_millis(950)).await;
 }
 
 #[tokio::test]
@@ -286,14 +283,8 @@ async fn retries_never_come_at_once_and_back_off_exponentially() {
     app.mount_token_endpoint("pc-token", 1).await;
     first_answers(&app, 2, ResponseTemplate::new(500)).await;
     then_created(&app, 1).await;
-    let started = Instant::now();
-    assert_eq!(post(&app).await.status(), 202);
     // 100 ms, then 200 ms; jitter only adds.
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "{:?}",
-        started.elapsed()
-    );
+    accepted_no_sooner_than(&app, Duration::from_millis(300)).await;
 }
 
 #[tokio::test]
