@@ -6,6 +6,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use partner_gateway::auth::CallerVerifier;
 use partner_gateway::configuration::{KeySource, Settings, TrustedIssuer};
+use partner_gateway::metrics::Metrics;
 use partner_gateway::sandbox::SigningKey;
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -35,7 +36,7 @@ fn verification(c: &mut Criterion) {
             KeySource::Jwks(format!("{}/keys", identity_provider.uri())),
         )];
         settings.verified_token_cache_size = size;
-        CallerVerifier::new(reqwest::Client::new(), &settings)
+        CallerVerifier::new(reqwest::Client::new(), &settings, Metrics::unregistered())
     };
     let cold = verifier_with_cache(0);
     let cached = verifier_with_cache(10_000);

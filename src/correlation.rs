@@ -1,4 +1,5 @@
-//! `X-Correlation-ID` in and out: decided once per request, before logging starts.
+//! `X-Correlation-ID` in and out, and the W3C trace context: decided once per request,
+//! before logging starts.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -9,16 +10,12 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
-use actix_web::ResponseError;
-
-use crate::auth::{AuthError, token_in_url};
-use crate::domain::CorrelationId;
-use crate::error::ApiError;
+use crate::domain::{CorrelationId, TRACEPARENT, TRACESTATE, TraceContext};
 
 pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 
 /// Outermost middleware: picks the correlation ID and stamps it on every response, and
-/// turns away a token in the URL before the request is logged.
+/// continues (or starts) the trace.
 /// (Handler and extractor errors arrive here as responses; the request must not be cloned
 /// before routing, which needs it uniquely owned.)
 pub async fn correlation_middleware(
@@ -31,16 +28,11 @@ pub async fn correlation_middleware(
             .get(&X_CORRELATION_ID)
             .and_then(|v| v.to_str().ok()),
     );
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let trace = TraceContext::from_headers(header(TRACEPARENT), header(TRACESTATE));
     request.extensions_mut().insert(correlation_id);
-    let mut response = if token_in_url(request.query_string()) {
-        let refusal = ApiError::new(
-            AuthError::InvalidRequest("send the token in the Authorization header, not the URL"),
-            correlation_id,
-        );
-        request.into_response(refusal.error_response())
-    } else {
-        next.call(request).await?.map_into_boxed_body()
-    };
+    request.extensions_mut().insert(trace);
+    let mut response = next.call(request).await?.map_into_boxed_body();
     if let Ok(value) = HeaderValue::from_str(&correlation_id.to_string()) {
         response.headers_mut().insert(X_CORRELATION_ID, value);
     }
@@ -54,6 +46,20 @@ impl FromRequest for CorrelationId {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Ok(correlation_id_of(request)))
+    }
+}
+
+/// Lets handlers read the request's trace context.
+impl FromRequest for TraceContext {
+    type Error = Infallible;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(request
+            .extensions()
+            .get::<TraceContext>()
+            .cloned()
+            .unwrap_or_default()))
     }
 }
 

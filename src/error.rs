@@ -345,6 +345,15 @@ impl ApiError {
         }
     }
 
+    pub fn kind(&self) -> &ApiErrorKind {
+        &self.kind
+    }
+
+    /// The problem type's slug (`invalid-token`), for the access log line.
+    pub fn slug(&self) -> &'static str {
+        self.mapping().slug
+    }
+
     /// Partner Center's final word on the request (a 4xx verdict such as 400 or 409), as
     /// opposed to a failure worth retrying.
     pub fn is_upstream_verdict(&self) -> bool {

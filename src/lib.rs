@@ -1,12 +1,16 @@
+pub mod audit;
 pub mod auth;
 pub mod configuration;
 pub mod correlation;
 pub mod domain;
 pub mod error;
 pub mod idempotency;
+pub mod lifecycle;
+pub mod metrics;
 pub mod partner_center;
 pub mod rate_limit;
 pub mod routes;
 pub mod sandbox;
 pub mod startup;
+pub mod state;
 pub mod telemetry;

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use partner_gateway::configuration::Settings;
+use partner_gateway::lifecycle::shut_down_on_signals;
 use partner_gateway::startup::Application;
 use partner_gateway::telemetry::{get_subscriber, init_subscriber};
 
@@ -48,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(banner) = application.sandbox_banner() {
         eprintln!("{banner}");
     }
+    tokio::spawn(shut_down_on_signals(application.lifecycle()));
     application.run_until_stopped().await?;
     Ok(())
 }

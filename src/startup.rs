@@ -4,41 +4,45 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::http::Method;
-use actix_web::middleware::from_fn;
+use actix_cors::Cors;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::{Method, header};
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::CallerVerifier;
-use crate::configuration::{Mode, Settings};
-use crate::correlation::correlation_middleware;
-use crate::idempotency::IdempotencyStore;
+use crate::audit::{AuditLog, audit_middleware};
+use crate::auth::{CallerVerifier, refuse_token_in_url};
+use crate::configuration::{CorsSettings, Mode, ServerSettings, Settings};
+use crate::correlation::{X_CORRELATION_ID, correlation_middleware};
+use crate::domain::{IDEMPOTENCY_KEY_HEADER, TRACEPARENT, TRACESTATE};
+use crate::idempotency::{IDEMPOTENT_REPLAYED, IdempotencyStore};
+use crate::lifecycle::{Lifecycle, close_connections_while_draining};
+use crate::metrics::{LiveValues, Metrics, ScrapeGauge, ScrapeState, record_requests};
 use crate::partner_center::{PartnerCenterClient, TokenProvider};
 use crate::rate_limit::CallerRateLimiter;
 use crate::routes;
 use crate::sandbox::Sandbox;
+use crate::state::AppState;
 use crate::telemetry::GatewayRootSpan;
-
-/// What handlers share, built once.
-pub struct AppState {
-    pub partner_center: PartnerCenterClient,
-    pub max_body_bytes: usize,
-    pub idempotency: IdempotencyStore,
-}
 
 pub struct Application {
     address: SocketAddr,
     server: Server,
+    metrics: Option<(SocketAddr, Server)>,
     verifier: web::Data<CallerVerifier>,
+    tokens: Arc<TokenProvider>,
     sandbox: Option<Arc<Sandbox>>,
+    lifecycle: Lifecycle,
+    shutdown: ServerSettings,
+    metrics_handle: Metrics,
 }
 
 impl Application {
-    /// Binds the configured address (port 0 picks a free one) and assembles the app.
+    /// Binds the configured addresses (port 0 picks a free one) and assembles the app.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
         let listener = TcpListener::bind(settings.server.listen)
@@ -51,12 +55,20 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         let address = listener.local_addr()?;
+        let metrics_listener = match settings.metrics.enabled {
+            true => Some(TcpListener::bind(settings.metrics.listen).with_context(|| {
+                format!("cannot listen for metrics on {}", settings.metrics.listen)
+            })?),
+            false => None,
+        };
         let sandbox = match settings.mode {
             Mode::Sandbox => Some(Arc::new(Sandbox::new(&mut settings, &self_url(address))?)),
             Mode::Production => None,
         };
+        let (metrics, mut registry) = Metrics::new();
 
-        // One HTTP client for every upstream: Partner Center, Entra and the JWKS endpoint.
+        // One HTTP client for every upstream: Partner Center, Entra and the JWKS endpoint
+        // (Entra's and the key fetches' calls set shorter timeouts of their own).
         let http = reqwest::Client::builder()
             .connect_timeout(settings.partner_center.connect_timeout())
             .timeout(settings.partner_center.request_timeout())
@@ -66,27 +78,41 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the HTTP client")?;
-        let tokens = Arc::new(TokenProvider::new(http.clone(), &settings.partner_token)?);
+        let tokens = Arc::new(TokenProvider::new(
+            http.clone(),
+            &settings.partner_token,
+            metrics.clone(),
+        )?);
         if settings.mode == Mode::Production && !tokens.has_refresh_token() {
             anyhow::bail!(
                 "no partner refresh token: set partner_token.refresh_token ({}) or store one in partner_token.refresh_token_file",
                 crate::configuration::env_name("partner_token.refresh_token")
             );
         }
+        let lifecycle = Lifecycle::default();
         let state = web::Data::new(AppState {
             partner_center: PartnerCenterClient::new(
                 http.clone(),
                 &settings.partner_center,
-                tokens,
+                tokens.clone(),
+                metrics.clone(),
             ),
             max_body_bytes: settings.server.max_body_bytes,
             idempotency: IdempotencyStore::new(
                 Duration::from_secs(settings.idempotency.ttl_secs),
                 settings.idempotency.max_entries,
             ),
+            metrics: metrics.clone(),
+            lifecycle: lifecycle.clone(),
         });
-        let verifier = web::Data::new(CallerVerifier::new(http, &settings.caller_auth));
+        let verifier = web::Data::new(CallerVerifier::new(
+            http,
+            &settings.caller_auth,
+            metrics.clone(),
+        ));
         let rate_limiter = web::Data::new(CallerRateLimiter::new(&settings.rate_limit));
+        let audit = web::Data::new(AuditLog::new(&settings.audit, metrics.clone())?);
+        registry.register_collector(Box::new(live_values(&state, &tokens)));
 
         let served_doc = routes::served_document(sandbox.is_some());
 
@@ -105,12 +131,14 @@ impl Application {
         )));
         let server_verifier = verifier.clone();
         let server_sandbox = sandbox.clone();
+        let cors_settings = settings.cors.clone();
         let mut server = HttpServer::new(move || {
             let (app, _) = App::new()
                 .into_utoipa_app()
                 .app_data(state.clone())
                 .app_data(server_verifier.clone())
                 .app_data(rate_limiter.clone())
+                .app_data(audit.clone())
                 .configure(routes::api)
                 .split_for_parts();
             let sandbox = server_sandbox.clone();
@@ -127,21 +155,53 @@ impl Application {
                 .default_service(web::to(routes::fallback))
                 // Innermost, so the log line still says HEAD.
                 .wrap(from_fn(routes::head_as_get))
+                .wrap(Condition::new(
+                    !cors_settings.allowed_origins.is_empty(),
+                    cors(&cors_settings),
+                ))
+                .wrap(from_fn(refuse_token_in_url))
+                .wrap(from_fn(audit_middleware))
+                .wrap(from_fn(record_requests))
+                .wrap(from_fn(close_connections_while_draining))
                 .wrap(TracingLogger::<GatewayRootSpan>::new())
                 // Outermost, so the span and every answer see the correlation ID.
                 .wrap(from_fn(correlation_middleware))
         })
+        // Signals are the application's to handle: it drains before it stops.
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout().as_secs_f64().ceil() as u64)
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
+        let metrics_server = match metrics_listener {
+            Some(listener) => Some((listener.local_addr()?, metrics_server(listener, registry)?)),
+            None => None,
+        };
 
         Ok(Self {
             address,
             server: server.run(),
+            metrics: metrics_server,
             verifier,
+            tokens,
             sandbox,
+            lifecycle,
+            shutdown: settings.server.clone(),
+            metrics_handle: metrics,
         })
+    }
+
+    /// Where Prometheus scrapes: `http://host:port/metrics`, when metrics are on.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics
+            .as_ref()
+            .map(|(address, _)| format!("{}/metrics", self_url(*address)))
+    }
+
+    /// Asks for the graceful shutdown a SIGTERM would start.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -171,6 +231,10 @@ impl Application {
         ))
     }
 
+    /// Serves until a shutdown is asked for ([`Lifecycle::shut_down`], which `main` calls on
+    /// SIGTERM or SIGINT), then drains: `/readyz` says 503 at once, requests are served for
+    /// `server.shutdown_delay_ms` more, then the listener closes and in-flight requests get
+    /// `server.shutdown_timeout_ms`. Background tasks stop last.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         if self.sandbox.is_some() {
             tracing::warn!(
@@ -178,15 +242,153 @@ impl Application {
                 "SANDBOX MODE: upstreams are simulated and tokens are minted locally; never use this against real customers"
             );
         }
+        tracing::info!(
+            address = %self.url(),
+            metrics = self.metrics_url().as_deref(),
+            "partner-gateway listening"
+        );
         // Fetch the callers' signing keys now rather than on the first request, and keep
         // them fresh; a failure is not fatal (/readyz says not ready until keys are held).
         let refreshers = self.verifier.spawn_key_refreshers();
+        let handle = self.server.handle();
+        let metrics_server = self.metrics.map(|(_, server)| server);
+        let metrics_handle = metrics_server.as_ref().map(Server::handle);
+        let metrics_task = metrics_server.map(tokio::spawn);
+        let drain = tokio::spawn(drain_on_request(
+            self.lifecycle.clone(),
+            handle,
+            self.shutdown.clone(),
+            self.metrics_handle.clone(),
+        ));
         let result = self.server.await;
+        drain.abort();
         for refresher in refreshers {
             refresher.abort();
         }
+        // A token redemption under way finishes, so a rotated refresh token is stored.
+        if tokio::time::timeout(Duration::from_secs(5), self.tokens.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a partner token request was still running at shutdown");
+        }
+        if let Some(handle) = metrics_handle {
+            handle.stop(false).await;
+        }
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+        tracing::info!("partner-gateway stopped");
         result
     }
+}
+
+async fn drain_on_request(
+    lifecycle: Lifecycle,
+    server: ServerHandle,
+    settings: ServerSettings,
+    metrics: Metrics,
+) {
+    lifecycle.asked().await;
+    metrics.shutting_down.set(1);
+    tracing::info!(
+        delay_ms = settings.shutdown_delay_ms,
+        timeout_ms = settings.shutdown_timeout_ms,
+        "shutting down: /readyz answers 503; still serving until the delay has passed"
+    );
+    tokio::time::sleep(settings.shutdown_delay()).await;
+    tracing::info!("shutting down: listener closed; waiting for requests in flight");
+    if tokio::time::timeout(settings.shutdown_timeout(), server.stop(true))
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutting down: requests still in flight after the timeout are dropped");
+        server.stop(false).await;
+    }
+}
+
+/// The internal-app origins allowed to call from a browser, with what they may send and read.
+fn cors(settings: &CorsSettings) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::HEAD, Method::POST])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+            X_CORRELATION_ID,
+            header::HeaderName::from_static(TRACEPARENT),
+            header::HeaderName::from_static(TRACESTATE),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            X_CORRELATION_ID,
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(settings.max_age_secs);
+    for origin in &settings.allowed_origins {
+        cors = cors.allowed_origin(origin);
+    }
+    debug_assert_eq!(
+        IDEMPOTENCY_KEY_HEADER.to_ascii_lowercase(),
+        "idempotency-key"
+    );
+    debug_assert_eq!(
+        IDEMPOTENT_REPLAYED.to_ascii_lowercase(),
+        "idempotent-replayed"
+    );
+    cors
+}
+
+/// Circuit state and token lifetimes, read at each scrape.
+fn live_values(state: &web::Data<AppState>, tokens: &Arc<TokenProvider>) -> LiveValues {
+    let circuit = state.clone();
+    let (remaining, age) = (tokens.clone(), tokens.clone());
+    LiveValues {
+        gauges: vec![
+            ScrapeGauge {
+                name: "partner_token_remaining_seconds",
+                help: "Seconds until the Partner Center access token in use expires",
+                read: Box::new(move || remaining.access_token_remaining().map(|d| d.as_secs_f64())),
+            },
+            ScrapeGauge {
+                name: "partner_refresh_token_age_seconds",
+                help: "Seconds since Entra last rotated the refresh token (it expires after 90 days unused)",
+                read: Box::new(move || age.refresh_token_age().map(|d| d.as_secs_f64())),
+            },
+        ],
+        states: vec![ScrapeState {
+            name: "partner_center_circuit_state",
+            help: "Partner Center's circuit breaker: 1 for the current state",
+            states: &["closed", "open", "half-open"],
+            read: Box::new(move || circuit.partner_center.circuit_state()),
+        }],
+    }
+}
+
+/// `/metrics` on a listener of its own: one worker, no caller auth, nothing else served.
+fn metrics_server(
+    listener: TcpListener,
+    registry: prometheus_client::registry::Registry,
+) -> std::io::Result<Server> {
+    let registry = web::Data::new(registry);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(registry.clone())
+            .route("/metrics", web::get().to(serve_metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run())
+}
+
+async fn serve_metrics(registry: web::Data<prometheus_client::registry::Registry>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(crate::metrics::render(&registry))
 }
 
 async fn redirect_to_swagger_ui() -> HttpResponse {

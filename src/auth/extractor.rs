@@ -1,6 +1,8 @@
-use actix_web::dev::Payload;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 
 use super::{AuthError, Caller, CallerVerifier};
@@ -19,6 +21,7 @@ impl FromRequest for Caller {
         let verifier = request.app_data::<web::Data<CallerVerifier>>().cloned();
         let limiter = request.app_data::<web::Data<CallerRateLimiter>>().cloned();
         let token = bearer_token(request);
+        let request = request.clone();
         Box::pin(async move {
             let verifier = verifier
                 .ok_or_else(|| ApiError::new(AuthError::KeysUnavailable, correlation_id))?;
@@ -26,10 +29,8 @@ impl FromRequest for Caller {
                 Ok(token) => verifier.verify(&token).await,
                 Err(e) => Err(e),
             }
-            .map_err(|e| {
-                tracing::info!(reason = %e, "caller rejected");
-                ApiError::new(e, correlation_id)
-            })?;
+            // Reported once, on the request's access line (and counted), not logged here.
+            .map_err(|e| ApiError::new(e, correlation_id))?;
             let span = tracing::Span::current();
             span.record("caller", caller.subject.as_str());
             span.record("caller_issuer", caller.issuer.as_str());
@@ -39,14 +40,12 @@ impl FromRequest for Caller {
             if let Some(name) = &caller.name {
                 span.record("caller_name", name.as_str());
             }
+            // For the audit record, written after the handler.
+            request.extensions_mut().insert(caller.clone());
             if let Some(limiter) = limiter {
-                limiter.admit(&caller).map_err(|limited| {
-                    tracing::info!(
-                        retry_after_secs = limited.retry_after_secs,
-                        "caller rate-limited"
-                    );
-                    ApiError::new(limited, correlation_id)
-                })?;
+                limiter
+                    .admit(&caller)
+                    .map_err(|limited| ApiError::new(limited, correlation_id))?;
             }
             Ok(caller)
         })
@@ -80,10 +79,26 @@ fn bearer_token(request: &HttpRequest) -> Result<String, AuthError> {
     Ok(token.to_owned())
 }
 
-/// RFC 6750 §2.3 `?access_token=`: refused before any logging, since the request line (and so
-/// the token) would otherwise land in the request span.
+/// RFC 6750 §2.3 `?access_token=`, in any spelling (`Access_Token`, `access%5Ftoken`):
+/// compared decoded and case-insensitively. (Query values are never logged either way.)
 pub fn token_in_url(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("access_token"))
+    url::form_urlencoded::parse(query.as_bytes())
+        .any(|(name, _)| name.trim().eq_ignore_ascii_case("access_token"))
+}
+
+/// Refuses a token sent in the URL on every path, health and spec included: it has been
+/// exposed to proxies and browser history, and must not be honoured.
+pub async fn refuse_token_in_url(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if token_in_url(request.query_string()) {
+        let refusal = ApiError::new(
+            AuthError::InvalidRequest("send the token in the Authorization header, not the URL"),
+            correlation_id_of(request.request()),
+        );
+        // As an error response, so the access line, the audit and metrics see what it was.
+        return Ok(request.error_response(refusal));
+    }
+    Ok(next.call(request).await?.map_into_boxed_body())
 }

@@ -7,6 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 use crate::configuration::KeySource;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot fetch signing keys from {url}: {reason}")]
@@ -29,6 +30,8 @@ pub struct KeyTiming {
     /// A token naming an unknown `kid` forces a refetch at most this often, so a flood of
     /// forged tokens cannot turn into a flood of requests to the identity provider.
     pub unknown_kid_refetch: Duration,
+    /// One fetch's limit (the identity provider's, not Partner Center's).
+    pub fetch_timeout: Duration,
 }
 
 /// One public key of an issuer, parsed once at fetch time rather than on every verification.
@@ -153,6 +156,7 @@ pub struct KeyStore {
     last_forced_refetch: Mutex<Option<Instant>>,
     /// The discovery document's `jwks_uri`, remembered until a key fetch from it fails.
     discovered_jwks_url: Mutex<Option<String>>,
+    metrics: Metrics,
 }
 
 struct State {
@@ -162,7 +166,12 @@ struct State {
 }
 
 impl KeyStore {
-    pub fn new(http: reqwest::Client, source: KeySource, timing: KeyTiming) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        source: KeySource,
+        timing: KeyTiming,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             http,
             source,
@@ -174,6 +183,7 @@ impl KeyStore {
             fetch_lock: tokio::sync::Mutex::new(()),
             last_forced_refetch: Mutex::new(None),
             discovered_jwks_url: Mutex::new(None),
+            metrics,
         }
     }
 
@@ -269,6 +279,14 @@ impl KeyStore {
     /// Fetches now; the caller holds `fetch_lock`.
     async fn refresh(&self) -> Result<Arc<SigningKeys>, KeyError> {
         let outcome = self.fetch().await;
+        Metrics::outcome(
+            &self.metrics.jwks_fetches,
+            if outcome.is_ok() {
+                "success"
+            } else {
+                "failure"
+            },
+        );
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Ok(keys) => {
@@ -367,6 +385,7 @@ impl KeyStore {
         let response = self
             .http
             .get(url)
+            .timeout(self.timing.fetch_timeout)
             .send()
             .await
             .map_err(|e| fail(e.without_url().to_string()))?;

@@ -8,7 +8,7 @@ mod verified_cache;
 mod verifier;
 
 pub use caller::{AccessPolicy, Caller, Permission};
-pub use extractor::token_in_url;
+pub use extractor::{refuse_token_in_url, token_in_url};
 pub use keys::{KeyError, KeyStore, KeyTiming};
 pub use verifier::{CallerVerifier, IssuerReadiness, MAX_TOKEN_BYTES};
 
@@ -27,4 +27,20 @@ pub enum AuthError {
     AppNotAllowed,
     #[error("signing keys of the caller's identity provider are unavailable")]
     KeysUnavailable,
+}
+
+impl AuthError {
+    /// A bounded label for metrics and logs: the kind of refusal, and for a rejected token
+    /// the check it failed (`invalid_token:token_expired`).
+    pub fn reason(&self) -> String {
+        let slug = |text: &str| text.replace([' ', '-'], "_");
+        match self {
+            Self::MissingToken => "missing_token".into(),
+            Self::InvalidRequest(_) => "invalid_request".into(),
+            Self::InvalidToken(check) => format!("invalid_token:{}", slug(check)),
+            Self::InsufficientScope { .. } => "insufficient_scope".into(),
+            Self::AppNotAllowed => "app_not_allowed".into(),
+            Self::KeysUnavailable => "keys_unavailable".into(),
+        }
+    }
 }

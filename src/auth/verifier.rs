@@ -14,6 +14,7 @@ use super::keys::{KeyStore, KeyTiming, PublicKey, SigningKeys};
 use super::verified_cache::{VerifiedToken, VerifiedTokens, token_digest, unix_now};
 use super::{AuthError, Caller};
 use crate::configuration::{CallerAuthSettings, TrustedIssuer};
+use crate::metrics::Metrics;
 
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -27,6 +28,7 @@ pub struct CallerVerifier {
     allowed_app_ids: Vec<String>,
     max_lifetime_secs: Option<u64>,
     verified: Option<VerifiedTokens>,
+    metrics: Metrics,
 }
 
 struct Issuer {
@@ -60,11 +62,12 @@ struct Claims {
 }
 
 impl CallerVerifier {
-    pub fn new(http: reqwest::Client, settings: &CallerAuthSettings) -> Self {
+    pub fn new(http: reqwest::Client, settings: &CallerAuthSettings, metrics: Metrics) -> Self {
         let timing = KeyTiming {
             ttl: Duration::from_secs(settings.jwks_ttl_secs),
             retry_after_failure: Duration::from_secs(settings.jwks_retry_secs),
             unknown_kid_refetch: Duration::from_secs(settings.unknown_kid_refetch_secs),
+            fetch_timeout: Duration::from_millis(settings.fetch_timeout_ms),
         };
         let mut stores = HashMap::new();
         let issuers = settings
@@ -74,7 +77,9 @@ impl CallerVerifier {
                 let source = trusted.key_source()?;
                 let keys = stores
                     .entry(source.clone())
-                    .or_insert_with(|| Arc::new(KeyStore::new(http.clone(), source, timing)))
+                    .or_insert_with(|| {
+                        Arc::new(KeyStore::new(http.clone(), source, timing, metrics.clone()))
+                    })
                     .clone();
                 Some(Issuer {
                     issuer: trusted.issuer.clone(),
@@ -99,6 +104,7 @@ impl CallerVerifier {
             verified: Some(settings.verified_token_cache_size)
                 .filter(|&size| size > 0)
                 .map(VerifiedTokens::new),
+            metrics,
         }
     }
 
@@ -126,7 +132,11 @@ impl CallerVerifier {
         }
         let digest = token_digest(token);
         if let Some(caller) = self.remembered(&digest) {
+            Metrics::result(&self.metrics.verified_token_cache, "hit");
             return Ok(caller);
+        }
+        if self.verified.is_some() {
+            Metrics::result(&self.metrics.verified_token_cache, "miss");
         }
         let verified = self.verify_signed(token).await?;
         self.check_app_allowed(&verified.caller)?;

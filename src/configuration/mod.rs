@@ -61,6 +61,31 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     pub rate_limit: RateLimitSettings,
     pub sandbox: SandboxSettings,
+    pub metrics: MetricsSettings,
+    pub audit: AuditSettings,
+    pub cors: CorsSettings,
+}
+
+/// Prometheus metrics, on a listener of their own so they are never exposed on the public
+/// port nor put behind caller auth.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    /// Also append each record to this JSONL file, fsynced per record.
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    /// Exact origins (`https://app.contoso.com`); empty: no CORS headers at all.
+    pub allowed_origins: Vec<String>,
+    pub max_age_secs: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +105,21 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// After SIGTERM: `/readyz` says 503 at once, but requests are still served this long,
+    /// so the load balancer stops sending them before the listener closes.
+    pub shutdown_delay_ms: u64,
+    /// Then in-flight requests get this long to finish.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl ServerSettings {
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -107,6 +147,8 @@ pub struct CallerAuthSettings {
     pub jwks_retry_secs: u64,
     pub unknown_kid_refetch_secs: u64,
     pub verified_token_cache_size: u64,
+    /// One key or discovery fetch's limit: the identity provider, not Partner Center.
+    pub fetch_timeout_ms: u64,
 }
 
 /// An identity provider whose tokens the gateway accepts.
@@ -260,6 +302,8 @@ pub struct PartnerTokenSettings {
     pub expiry_margin_secs: u64,
     pub failure_backoff_base_ms: u64,
     pub failure_backoff_max_ms: u64,
+    /// One token request's limit: Entra answers in well under a second when it is well.
+    pub timeout_ms: u64,
 }
 
 impl PartnerTokenSettings {
@@ -301,7 +345,8 @@ impl Settings {
                     .with_list_parse_key("caller_auth.write.scopes")
                     .with_list_parse_key("caller_auth.read.roles")
                     .with_list_parse_key("caller_auth.read.scopes")
-                    .with_list_parse_key("caller_auth.allowed_app_ids"),
+                    .with_list_parse_key("caller_auth.allowed_app_ids")
+                    .with_list_parse_key("cors.allowed_origins"),
             )
             .build()?
             .try_deserialize()?;
@@ -344,6 +389,11 @@ impl Settings {
                 "partner_center.call_deadline_ms",
                 self.partner_center.call_deadline_ms,
             ),
+            ("partner_token.timeout_ms", self.partner_token.timeout_ms),
+            (
+                "caller_auth.fetch_timeout_ms",
+                self.caller_auth.fetch_timeout_ms,
+            ),
         ] {
             if value == 0 {
                 return Err(E::invalid(key, "must be greater than 0"));
@@ -366,6 +416,16 @@ impl Settings {
             return Err(E::invalid(
                 "partner_center.max_concurrent_calls",
                 "must be greater than 0",
+            ));
+        }
+        self.validate_cors()?;
+        if self.metrics.enabled
+            && self.metrics.listen == self.server.listen
+            && self.server.listen.port() != 0
+        {
+            return Err(E::invalid(
+                "metrics.listen",
+                "must differ from server.listen: metrics stay off the public port",
             ));
         }
         match self.mode {
@@ -454,6 +514,36 @@ impl Settings {
             ),
         ] {
             check_http_url(key, url)?;
+        }
+        Ok(())
+    }
+
+    /// Exact origins only: a wildcard would let any page call with its users' tokens.
+    fn validate_cors(&self) -> Result<(), ConfigurationError> {
+        for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
+            let key = format!("cors.allowed_origins[{i}]");
+            let parsed = Url::parse(origin).map_err(|_| {
+                ConfigurationError::invalid(
+                    &key,
+                    format!("must be an origin such as https://app.example.com, not {origin:?}"),
+                )
+            })?;
+            let exact = matches!(parsed.scheme(), "http" | "https")
+                && parsed.host().is_some()
+                && parsed.path() == "/"
+                && parsed.query().is_none()
+                && parsed.fragment().is_none()
+                && parsed.username().is_empty()
+                && !origin.ends_with('/')
+                && !origin.contains('*');
+            if !exact {
+                return Err(ConfigurationError::invalid(
+                    key,
+                    format!(
+                        "must be an exact origin (scheme://host[:port], no path, no wildcard), not {origin:?}"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

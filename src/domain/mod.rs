@@ -7,6 +7,7 @@ mod ids;
 mod qualification;
 mod qualification_request;
 mod qualification_status;
+mod trace_context;
 
 pub use customer_id::CustomerId;
 pub use field_error::{FieldError, FieldErrors};
@@ -15,3 +16,4 @@ pub use ids::{CorrelationId, RequestId};
 pub use qualification::{EducationSegment, Qualification, SettableQualification, VettingStatus};
 pub use qualification_request::{QualificationRequest, QualificationRequestBody, ValidationCode};
 pub use qualification_status::{PartnerValidationCode, QualificationStatus};
+pub use trace_context::{TRACEPARENT, TRACESTATE, TraceContext};

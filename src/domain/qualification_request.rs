@@ -50,6 +50,16 @@ impl ValidationCode {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// For the audit trail: all but the last two characters hidden (`****56`); a code of two
+    /// characters or fewer is hidden whole.
+    pub fn masked(&self) -> String {
+        let chars: Vec<char> = self.0.chars().collect();
+        let shown = if chars.len() > 2 { 2 } else { 0 };
+        let mut masked = "*".repeat(chars.len() - shown);
+        masked.extend(&chars[chars.len() - shown..]);
+        masked
+    }
 }
 
 /// Redacted: a validation code grants GCC creates, so it stays out of logs like a secret.
@@ -374,6 +384,15 @@ mod tests {
             .iter()
             .map(|e| e.field.clone())
             .collect()
+    }
+
+    #[test]
+    fn a_masked_code_shows_only_its_last_two_characters() {
+        let masked = |raw: &str| ValidationCode::parse(raw).unwrap().masked();
+        assert_eq!(masked("123456"), "****56");
+        assert_eq!(masked("abc"), "*bc");
+        assert_eq!(masked("ab"), "**");
+        assert_eq!(masked("a"), "*");
     }
 
     #[test]

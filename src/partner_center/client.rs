@@ -16,8 +16,9 @@ use super::{AccessToken, TokenProvider, UpstreamError};
 use crate::configuration::{PartnerCenterSettings, UpstreamContract};
 use crate::domain::{
     CorrelationId, CustomerId, PartnerValidationCode, Qualification, QualificationRequest,
-    QualificationStatus, RequestId,
+    QualificationStatus, RequestId, TRACEPARENT, TRACESTATE, TraceContext,
 };
+use crate::metrics::Metrics;
 
 const MS_CORRELATION_ID: HeaderName = HeaderName::from_static("ms-correlationid");
 const MS_REQUEST_ID: HeaderName = HeaderName::from_static("ms-requestid");
@@ -25,17 +26,20 @@ const MS_CONTRACT_VERSION: HeaderName = HeaderName::from_static("ms-contract-ver
 const X_LOCALE: HeaderName = HeaderName::from_static("x-locale");
 
 /// The IDs of one logical Partner Center call. Retries of that call reuse them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UpstreamCall {
     pub correlation_id: CorrelationId,
     pub request_id: RequestId,
+    /// The caller's trace, continued in Partner Center's `traceparent`.
+    pub trace: TraceContext,
 }
 
 impl UpstreamCall {
-    pub fn new(correlation_id: CorrelationId) -> Self {
+    pub fn new(correlation_id: CorrelationId, trace: TraceContext) -> Self {
         Self {
             correlation_id,
             request_id: RequestId::new(),
+            trace,
         }
     }
 }
@@ -52,6 +56,7 @@ pub struct PartnerCenterClient {
     /// Bounds the calls in flight, so a slow Partner Center cannot tie up every worker.
     bulkhead: Semaphore,
     bulkhead_wait: Duration,
+    metrics: Metrics,
 }
 
 /// A retry that would leave less than this for the attempt itself is not made: the caller
@@ -100,6 +105,8 @@ impl RetryPolicy {
 
 /// What one logical call sends, the same on every attempt.
 struct Outgoing<'a, B> {
+    /// Names the call in metrics: `create_qualification`, say.
+    operation: &'static str,
     method: Method,
     path: &'a str,
     query: Option<(&'a str, &'a str)>,
@@ -125,6 +132,7 @@ impl PartnerCenterClient {
         http: reqwest::Client,
         settings: &PartnerCenterSettings,
         tokens: Arc<TokenProvider>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             http,
@@ -148,6 +156,7 @@ impl PartnerCenterClient {
             }),
             bulkhead: Semaphore::new(settings.max_concurrent_calls),
             bulkhead_wait: Duration::from_millis(settings.bulkhead_wait_ms),
+            metrics,
         }
     }
 
@@ -156,7 +165,7 @@ impl PartnerCenterClient {
         customer: CustomerId,
         request: &QualificationRequest,
         call: UpstreamCall,
-    ) -> Result<QualificationStatus, UpstreamError> {
+    ) -> Result<(QualificationStatus, StatusCode), UpstreamError> {
         let (segment, website, code) = match request {
             QualificationRequest::Education { segment, website } => {
                 (Some(segment.as_str()), website.as_deref(), None)
@@ -177,8 +186,9 @@ impl PartnerCenterClient {
             validation_code: body_code,
         };
         let path = format!("/v1/customers/{customer}/qualifications");
-        let answer: Option<WireQualification> = self
+        let (status, answer): (_, Option<WireQualification>) = self
             .send(
+                "create_qualification",
                 Method::POST,
                 &path,
                 query_code.map(|c| ("code", c)),
@@ -187,14 +197,15 @@ impl PartnerCenterClient {
             )
             .await?;
         let asked_for: Qualification = request.qualification().into();
-        Ok(answer
+        let qualification = answer
             .and_then(|a| a.into_domain(Some(asked_for.clone())))
             .unwrap_or(QualificationStatus {
                 qualification: asked_for,
                 vetting_status: None,
                 vetting_reason: None,
                 vetting_create_date: None,
-            }))
+            });
+        Ok((qualification, status))
     }
 
     pub async fn list_qualifications(
@@ -203,8 +214,8 @@ impl PartnerCenterClient {
         call: UpstreamCall,
     ) -> Result<Vec<QualificationStatus>, UpstreamError> {
         let path = format!("/v1/customers/{customer}/qualifications");
-        let answer: Option<WireQualificationList> = self
-            .send::<(), _>(Method::GET, &path, None, None, call)
+        let (_, answer): (_, Option<WireQualificationList>) = self
+            .send::<(), _>("list_qualifications", Method::GET, &path, None, None, call)
             .await?;
         Ok(answer
             .map(WireQualificationList::into_domain)
@@ -215,8 +226,9 @@ impl PartnerCenterClient {
         &self,
         call: UpstreamCall,
     ) -> Result<Vec<PartnerValidationCode>, UpstreamError> {
-        let answer: Option<WireValidationCodeList> = self
+        let (_, answer): (_, Option<WireValidationCodeList>) = self
             .send::<(), _>(
+                "list_validation_codes",
                 Method::GET,
                 "/v1/customers/all/validations",
                 None,
@@ -230,16 +242,17 @@ impl PartnerCenterClient {
     }
 
     /// One logical call: attempts with the same `MS-RequestId` until one succeeds, a verdict
-    /// comes back, the retries run out or the deadline would pass. `Ok(None)` is a success
+    /// comes back, the retries run out or the deadline would pass. `None` is a success
     /// without a body.
     async fn send<B: Serialize, T: DeserializeOwned>(
         &self,
+        operation: &'static str,
         method: Method,
         path: &str,
         query: Option<(&str, &str)>,
         body: Option<&B>,
         call: UpstreamCall,
-    ) -> Result<Option<T>, UpstreamError> {
+    ) -> Result<(StatusCode, Option<T>), UpstreamError> {
         let span = tracing::info_span!(
             "partner_center",
             http.method = %method,
@@ -252,6 +265,7 @@ impl PartnerCenterClient {
         let attempts = AtomicU32::new(0);
         let token_refreshed = AtomicBool::new(false);
         let outgoing = Outgoing {
+            operation,
             method,
             path,
             query,
@@ -277,6 +291,7 @@ impl PartnerCenterClient {
                 self.retry.wait_before_retry(e, backoff, deadline)
             })
             .notify(|e, wait| {
+                Metrics::count(&self.metrics.upstream_retries, e.metric_reason());
                 tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "retrying the Partner Center call with the same MS-RequestId");
             })
             .instrument(span.clone())
@@ -291,24 +306,31 @@ impl PartnerCenterClient {
         outgoing: &Outgoing<'_, B>,
         deadline: Instant,
         number: u32,
-    ) -> Result<Option<T>, UpstreamError> {
-        let permit = self
-            .breaker
-            .admit()
-            .map_err(|wait| UpstreamError::CircuitOpen {
+    ) -> Result<(StatusCode, Option<T>), UpstreamError> {
+        let permit = self.breaker.admit().map_err(|wait| {
+            Metrics::count(&self.metrics.upstream_refusals, "circuit_open");
+            UpstreamError::CircuitOpen {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            })?;
+            }
+        })?;
         // The token first: a slot is for talking to Partner Center, not for waiting on Entra.
         let remaining = deadline.saturating_duration_since(Instant::now());
         let token = tokio::time::timeout(remaining, self.tokens.get())
             .await
             .map_err(|_| UpstreamError::DeadlineExceeded)?
             .map_err(UpstreamError::Token)?;
-        let _slot = tokio::time::timeout(self.bulkhead_wait, self.bulkhead.acquire())
+        let waiting_since = Instant::now();
+        let slot = tokio::time::timeout(self.bulkhead_wait, self.bulkhead.acquire())
             .await
             .ok()
-            .and_then(Result::ok)
-            .ok_or(UpstreamError::Busy)?;
+            .and_then(Result::ok);
+        self.metrics
+            .bulkhead_wait
+            .observe(waiting_since.elapsed().as_secs_f64());
+        let Some(_slot) = slot else {
+            Metrics::count(&self.metrics.upstream_refusals, "bulkhead_full");
+            return Err(UpstreamError::Busy);
+        };
         let result = self.exchange(outgoing, &token, deadline, number).await;
         permit.record(breaker_outcome(&result));
         if matches!(&result, Err(e) if e.is_unauthorized()) {
@@ -325,8 +347,9 @@ impl PartnerCenterClient {
         token: &AccessToken,
         deadline: Instant,
         number: u32,
-    ) -> Result<Option<T>, UpstreamError> {
+    ) -> Result<(StatusCode, Option<T>), UpstreamError> {
         let Outgoing {
+            operation,
             method,
             path,
             query,
@@ -335,13 +358,14 @@ impl PartnerCenterClient {
         } = outgoing;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
+            Metrics::count(&self.metrics.upstream_refusals, "deadline");
             return Err(UpstreamError::DeadlineExceeded);
         }
         let cut_short = remaining < self.request_timeout;
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base_url))
-            .headers(self.headers(*call, token.authorization_header()))
+            .headers(self.headers(call, token.authorization_header()))
             .timeout(self.request_timeout.min(remaining));
         if let Some(query) = query {
             request = request.query(&[*query]);
@@ -355,6 +379,13 @@ impl PartnerCenterClient {
         // Errors drop the URL: in the legacy contract it carries the validation code.
         let response = result.map_err(|e| {
             let e = e.without_url();
+            let what = if e.is_timeout() {
+                "timeout"
+            } else {
+                "unreachable"
+            };
+            self.metrics
+                .record_upstream(operation, what.to_owned(), started.elapsed());
             tracing::warn!(attempt = number, elapsed_ms, error = %e, "Partner Center call failed");
             match UpstreamError::from(e) {
                 // Our deadline, not Partner Center's slowness: not a mark against it.
@@ -368,14 +399,24 @@ impl PartnerCenterClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let bytes = response.bytes().await?;
+        let bytes = response.bytes().await;
+        self.metrics.record_upstream(
+            operation,
+            if bytes.is_ok() {
+                status.as_str().to_owned()
+            } else {
+                "body_lost".to_owned()
+            },
+            started.elapsed(),
+        );
+        let bytes = bytes?;
         tracing::info!(
             attempt = number,
             status = status.as_u16(),
             elapsed_ms,
             "Partner Center answered {status}"
         );
-        interpret(status, retry_after, &bytes)
+        interpret(status, retry_after, &bytes).map(|answer| (status, answer))
     }
 
     /// `closed`, `open` or `half-open`.
@@ -383,7 +424,7 @@ impl PartnerCenterClient {
         self.breaker.state_name()
     }
 
-    fn headers(&self, call: UpstreamCall, authorization: HeaderValue) -> HeaderMap {
+    fn headers(&self, call: &UpstreamCall, authorization: HeaderValue) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, authorization);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -394,6 +435,14 @@ impl PartnerCenterClient {
         );
         headers.insert(MS_REQUEST_ID, guid_header(call.request_id.as_uuid()));
         headers.insert(X_LOCALE, self.locale.clone());
+        if let Ok(traceparent) = HeaderValue::from_str(&call.trace.child_traceparent()) {
+            headers.insert(TRACEPARENT, traceparent);
+        }
+        if let Some(state) = call.trace.tracestate()
+            && let Ok(state) = HeaderValue::from_str(state)
+        {
+            headers.insert(TRACESTATE, state);
+        }
         headers
     }
 }

@@ -57,6 +57,34 @@ impl UpstreamError {
         }
     }
 
+    /// The status Partner Center answered with, when it answered.
+    pub fn upstream_status(&self) -> Option<u16> {
+        match self {
+            Self::Rejected { status, .. } | Self::ServerError { status, .. } => {
+                Some(status.as_u16())
+            }
+            Self::Throttled { .. } => Some(429),
+            _ => None,
+        }
+    }
+
+    /// A bounded label for metrics: why an attempt failed.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Self::Rejected { status, .. } if status.as_u16() == 401 => "unauthorized",
+            Self::Rejected { .. } => "rejected",
+            Self::Throttled { .. } => "throttled",
+            Self::ServerError { .. } => "server_error",
+            Self::InvalidResponse { .. } => "invalid_response",
+            Self::Unreachable { .. } => "unreachable",
+            Self::Timeout => "timeout",
+            Self::DeadlineExceeded => "deadline",
+            Self::Token(_) => "token",
+            Self::CircuitOpen { .. } => "circuit_open",
+            Self::Busy => "busy",
+        }
+    }
+
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, Self::Rejected { status, .. } if status.as_u16() == 401)
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use moka::Expiry;
@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::configuration::{PartnerTokenSettings, TokenEndpoint};
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
@@ -109,6 +110,17 @@ pub struct TokenProvider {
     failures: Mutex<Failures>,
     failure_backoff: ExponentialBuilder,
     failure_backoff_max: Duration,
+    timeout: Duration,
+    metrics: Metrics,
+    /// For operators: when the access token in use expires, and when the refresh token
+    /// last rotated (Entra drops refresh tokens left unused for 90 days).
+    lifetimes: Mutex<Lifetimes>,
+}
+
+#[derive(Default)]
+struct Lifetimes {
+    access_token_expires_at: Option<SystemTime>,
+    refresh_token_rotated_at: Option<SystemTime>,
 }
 
 /// Recent token-endpoint failures, so a revoked refresh token does not become a storm of
@@ -143,7 +155,11 @@ struct TokenErrorResponse {
 
 impl TokenProvider {
     /// Fails when a refresh-token file is configured but cannot be read.
-    pub fn new(http: reqwest::Client, settings: &PartnerTokenSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        http: reqwest::Client,
+        settings: &PartnerTokenSettings,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
         let store = settings
             .refresh_token_file
             .as_ref()
@@ -153,10 +169,12 @@ impl TokenProvider {
                 seeded_from: fingerprint(settings.refresh_token.as_ref()),
             });
         let mut refresh_token = settings.refresh_token.clone();
+        let mut lifetimes = Lifetimes::default();
         if let Some(store) = &store
-            && let Some(stored) = store.load()?
+            && let Some((stored, rotated_at)) = store.load()?
         {
             refresh_token = Some(stored);
+            lifetimes.refresh_token_rotated_at = rotated_at;
         }
         Ok(Self {
             http,
@@ -183,7 +201,41 @@ impl TokenProvider {
                 .with_jitter()
                 .without_max_times(),
             failure_backoff_max: Duration::from_millis(settings.failure_backoff_max_ms),
+            timeout: Duration::from_millis(settings.timeout_ms),
+            metrics,
+            lifetimes: Mutex::new(lifetimes),
         })
+    }
+
+    /// Resolves once no token request is running: at shutdown, so a rotation Entra has
+    /// already made is stored before the process exits.
+    pub async fn wait_idle(&self) {
+        drop(self.redeem_lock.lock().await);
+    }
+
+    /// How long the access token last obtained stays valid; `None` before the first one.
+    pub fn access_token_remaining(&self) -> Option<Duration> {
+        let expires_at = self.lifetimes().access_token_expires_at?;
+        Some(
+            expires_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Time since Entra last rotated the refresh token (as this process or the store file
+    /// saw it); `None` while unknown.
+    pub fn refresh_token_age(&self) -> Option<Duration> {
+        let rotated_at = self.lifetimes().refresh_token_rotated_at?;
+        Some(
+            SystemTime::now()
+                .duration_since(rotated_at)
+                .unwrap_or_default(),
+        )
+    }
+
+    fn lifetimes(&self) -> std::sync::MutexGuard<'_, Lifetimes> {
+        self.lifetimes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn has_refresh_token(&self) -> bool {
@@ -272,6 +324,16 @@ impl TokenProvider {
             return Ok(token);
         }
         let result = self.redeem().await;
+        Metrics::outcome(
+            &self.metrics.token_refreshes,
+            match &result {
+                Ok(_) => "success",
+                Err(TokenError::Refused { .. }) => "refused",
+                Err(TokenError::InvalidResponse { .. }) => "invalid_response",
+                Err(TokenError::NotConfigured) => "not_configured",
+                Err(_) => "transient",
+            },
+        );
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
             Ok(_) => *failures = Failures::default(),
@@ -324,6 +386,7 @@ impl TokenProvider {
         let response = self
             .http
             .post(&self.token_url)
+            .timeout(self.timeout)
             .form(&form)
             .send()
             .await
@@ -368,6 +431,7 @@ impl TokenProvider {
                 .refresh_token
                 .write()
                 .unwrap_or_else(|p| p.into_inner()) = Some(rotated.clone());
+            self.lifetimes().refresh_token_rotated_at = Some(SystemTime::now());
             match &self.store {
                 Some(store) => match store.save(rotated).await {
                     Ok(()) => {
@@ -396,6 +460,8 @@ impl TokenProvider {
             answer.refresh_in.map(Duration::from_secs),
             self.expiry_margin,
         );
+        self.lifetimes().access_token_expires_at =
+            Some(SystemTime::now() + Duration::from_secs(answer.expires_in));
         tracing::info!(
             expires_in_secs = answer.expires_in,
             cached_for_secs = cache_for.as_secs(),
@@ -446,6 +512,10 @@ struct RefreshTokenStore {
 struct StoredRefreshToken {
     refresh_token: String,
     seeded_from: String,
+    /// Unix seconds; absent in files written before it was recorded (the file's
+    /// modification time stands in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_at: Option<u64>,
 }
 
 fn fingerprint(token: Option<&SecretString>) -> String {
@@ -463,7 +533,7 @@ fn fingerprint(token: Option<&SecretString>) -> String {
 impl RefreshTokenStore {
     /// The stored token, when there is one and it descends from the configured one (or
     /// none is configured).
-    fn load(&self) -> anyhow::Result<Option<SecretString>> {
+    fn load(&self) -> anyhow::Result<Option<(SecretString, Option<SystemTime>)>> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -488,7 +558,13 @@ impl RefreshTokenStore {
             return Ok(None);
         }
         tracing::info!(path = %self.path.display(), "using the refresh token stored by an earlier run");
-        Ok(Some(SecretString::from(stored.refresh_token)))
+        let rotated_at = match stored.rotated_at {
+            Some(secs) => Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            None => std::fs::metadata(&self.path)
+                .and_then(|m| m.modified())
+                .ok(),
+        };
+        Ok(Some((SecretString::from(stored.refresh_token), rotated_at)))
     }
 
     async fn save(&self, token: SecretString) -> std::io::Result<()> {
@@ -496,6 +572,10 @@ impl RefreshTokenStore {
         let contents = serde_json::to_string(&StoredRefreshToken {
             refresh_token: token.expose_secret().to_owned(),
             seeded_from: self.seeded_from.clone(),
+            rotated_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs()),
         })
         .map_err(std::io::Error::other)?;
         tokio::task::spawn_blocking(move || write_private_atomically(&path, &contents))

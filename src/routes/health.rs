@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::CallerVerifier;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Liveness {
@@ -16,7 +16,7 @@ pub struct Liveness {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Readiness {
-    /// `ready` or `not ready`.
+    /// `ready`, `not ready`, or `draining` once shutdown has begun.
     #[schema(example = "ready")]
     status: &'static str,
     checks: ReadinessChecks,
@@ -49,7 +49,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
-/// The gateway can serve: every trusted issuer's signing keys are held.
+/// The gateway can serve: every trusted issuer's signing keys are held, and it is not
+/// shutting down.
 ///
 /// Never fetches keys (the background refresh does), so probes cannot hammer an identity
 /// provider. Partner Center's circuit is shown but does not fail readiness: restarting a
@@ -58,7 +59,7 @@ pub async fn healthz() -> HttpResponse {
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Not ready: some issuer's signing keys are not held yet", body = Readiness),
+        (status = 503, description = "Not ready: some issuer's signing keys are not held yet, or the replica is shutting down (`draining`)", body = Readiness),
     )
 )]
 #[get("/readyz")]
@@ -67,9 +68,14 @@ pub async fn readyz(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let issuers = verifier.readiness();
-    let ready = issuers.iter().all(|i| i.keys_held);
+    let draining = state.lifecycle.is_draining();
+    let ready = !draining && issuers.iter().all(|i| i.keys_held);
     let body = Readiness {
-        status: if ready { "ready" } else { "not ready" },
+        status: match (draining, ready) {
+            (true, _) => "draining",
+            (false, true) => "ready",
+            (false, false) => "not ready",
+        },
         checks: ReadinessChecks {
             caller_signing_keys: issuers
                 .into_iter()

@@ -1,18 +1,20 @@
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::body::read_json_body;
+use crate::audit::AuditDetails;
 use crate::auth::{Caller, Permission};
 use crate::domain::{
     CorrelationId, CustomerId, FieldErrors, IDEMPOTENCY_KEY_HEADER, IdempotencyKey,
-    QualificationRequest, QualificationStatus, RequestId,
+    QualificationRequest, QualificationStatus, RequestId, TraceContext,
 };
 use crate::error::{ApiError, PROBLEM_JSON, Problem, WithCorrelation};
-use crate::idempotency::{Claim, IdempotentRequest, StoredResponse};
+use crate::idempotency::{Claim, IdempotencyError, IdempotentRequest, StoredResponse};
+use crate::metrics::Metrics;
 use crate::partner_center::UpstreamCall;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The answer to a qualification request: vetting has started (or finished) upstream.
 #[derive(Serialize, ToSchema)]
@@ -90,20 +92,48 @@ pub struct CustomerQualifications {
 pub async fn create_qualification(
     http_request: HttpRequest,
     correlation_id: CorrelationId,
+    trace: TraceContext,
     caller: Caller,
     customer_id: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut audit = AuditDetails::default();
+    let answer = create(
+        &http_request,
+        correlation_id,
+        trace,
+        &caller,
+        &customer_id,
+        payload,
+        &state,
+        &mut audit,
+    )
+    .await;
+    http_request.extensions_mut().insert(audit);
+    answer
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn create(
+    http_request: &HttpRequest,
+    correlation_id: CorrelationId,
+    trace: TraceContext,
+    caller: &Caller,
+    customer_id: &str,
+    payload: web::Payload,
+    state: &AppState,
+    audit: &mut AuditDetails,
+) -> Result<HttpResponse, ApiError> {
     caller
         .require(Permission::WriteQualifications)
         .with_correlation(correlation_id)?;
-    let body = read_json_body(&http_request, payload, state.max_body_bytes)
+    let body = read_json_body(http_request, payload, state.max_body_bytes)
         .await
         .with_correlation(correlation_id)?;
 
     // Every fault at once: path, body and header.
-    let customer = CustomerId::parse(&customer_id);
+    let customer = CustomerId::parse(customer_id);
     let request = QualificationRequest::from_json(&body);
     let idempotency_key = http_request
         .headers()
@@ -114,6 +144,15 @@ pub async fn create_qualification(
                 .map_err(|_| IdempotencyKey::parse("").unwrap_err())
                 .and_then(IdempotencyKey::parse)
         });
+    if let Ok(customer) = &customer {
+        audit.customer_id = Some(customer.to_string());
+    }
+    if let Ok(request) = &request {
+        audit.qualification = Some(request.qualification().as_str());
+        if let QualificationRequest::GovernmentCommunityCloud { validation_code } = request {
+            audit.validation_code = Some(validation_code.masked());
+        }
+    }
     let (customer, request, idempotency_key) =
         match (customer, request, idempotency_key.transpose()) {
             (Ok(customer), Ok(request), Ok(key)) => (customer, request, key),
@@ -133,22 +172,35 @@ pub async fn create_qualification(
         };
 
     let Some(key) = idempotency_key else {
-        let call = UpstreamCall::new(correlation_id);
-        return Ok(request_qualification(&state, customer, &request, call)
-            .await?
-            .to_response(false));
+        let call = UpstreamCall::new(correlation_id, trace);
+        return Ok(
+            request_qualification(state, customer, &request, call, audit)
+                .await?
+                .to_response(false),
+        );
     };
     let operation = format!("POST /v1/customers/{customer}/qualifications");
-    let idempotent = IdempotentRequest::new(&caller, &key, &operation, &body);
-    match state.idempotency.claim(&idempotent) {
+    let idempotent = IdempotentRequest::new(caller, &key, &operation, &body);
+    let claim = state.idempotency.claim(&idempotent);
+    Metrics::result(
+        &state.metrics.idempotency,
+        match &claim {
+            Claim::Replay(_) => "replay",
+            Claim::Refused(IdempotencyError::InProgress) => "in_progress",
+            Claim::Refused(IdempotencyError::KeyReused) => "key_reused",
+            Claim::Fresh(_) => "fresh",
+        },
+    );
+    match claim {
         Claim::Replay(stored) => Ok(stored.to_response(true)),
         Claim::Refused(reason) => Err(ApiError::new(reason, correlation_id)),
         Claim::Fresh(in_flight) => {
             let call = UpstreamCall {
                 correlation_id,
                 request_id: RequestId::derived_from(&idempotent.request_id_seed()),
+                trace,
             };
-            match request_qualification(&state, customer, &request, call).await {
+            match request_qualification(state, customer, &request, call, audit).await {
                 Ok(answer) => {
                     in_flight.complete(answer.clone());
                     Ok(answer.to_response(false))
@@ -178,12 +230,19 @@ async fn request_qualification(
     customer: CustomerId,
     request: &QualificationRequest,
     call: UpstreamCall,
+    audit: &mut AuditDetails,
 ) -> Result<StoredResponse, ApiError> {
-    let status = state
+    audit.request_id = Some(call.request_id.to_string());
+    let (correlation_id, request_id) = (call.correlation_id, call.request_id);
+    let (status, upstream_status) = state
         .partner_center
         .create_qualification(customer, request, call)
         .await
-        .map_err(|e| ApiError::upstream(e, call.correlation_id, call.request_id))?;
+        .map_err(|e| {
+            audit.upstream_status = e.upstream_status();
+            ApiError::upstream(e, correlation_id, request_id)
+        })?;
+    audit.upstream_status = Some(upstream_status.as_u16());
     tracing::info!(
         customer = %customer,
         qualification = request.qualification().as_str(),
@@ -193,8 +252,8 @@ async fn request_qualification(
     let accepted = QualificationAccepted {
         customer_id: customer.to_string(),
         status,
-        correlation_id: call.correlation_id.to_string(),
-        request_id: call.request_id.to_string(),
+        correlation_id: correlation_id.to_string(),
+        request_id: request_id.to_string(),
     };
     Ok(StoredResponse {
         status: StatusCode::ACCEPTED,
@@ -227,6 +286,7 @@ async fn request_qualification(
 #[get("/v1/customers/{customerId}/qualifications")]
 pub async fn list_qualifications(
     correlation_id: CorrelationId,
+    trace: TraceContext,
     caller: Caller,
     customer_id: web::Path<String>,
     state: web::Data<AppState>,
@@ -238,12 +298,13 @@ pub async fn list_qualifications(
         .map_err(FieldErrors::from)
         .with_correlation(correlation_id)?;
 
-    let call = UpstreamCall::new(correlation_id);
+    let call = UpstreamCall::new(correlation_id, trace);
+    let request_id = call.request_id;
     let qualifications = state
         .partner_center
         .list_qualifications(customer, call)
         .await
-        .map_err(|e| ApiError::upstream(e, correlation_id, call.request_id))?;
+        .map_err(|e| ApiError::upstream(e, correlation_id, request_id))?;
     Ok(HttpResponse::Ok().json(CustomerQualifications {
         customer_id: customer.to_string(),
         qualifications,

@@ -3,10 +3,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::{Caller, Permission};
-use crate::domain::{CorrelationId, PartnerValidationCode};
+use crate::domain::{CorrelationId, PartnerValidationCode, TraceContext};
 use crate::error::{ApiError, Problem, WithCorrelation};
 use crate::partner_center::UpstreamCall;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -33,17 +33,19 @@ pub struct ValidationCodes {
 #[get("/v1/validation-codes")]
 pub async fn list_validation_codes(
     correlation_id: CorrelationId,
+    trace: TraceContext,
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller
         .require(Permission::ReadQualifications)
         .with_correlation(correlation_id)?;
-    let call = UpstreamCall::new(correlation_id);
+    let call = UpstreamCall::new(correlation_id, trace);
+    let request_id = call.request_id;
     let validation_codes = state
         .partner_center
         .list_validation_codes(call)
         .await
-        .map_err(|e| ApiError::upstream(e, correlation_id, call.request_id))?;
+        .map_err(|e| ApiError::upstream(e, correlation_id, request_id))?;
     Ok(HttpResponse::Ok().json(ValidationCodes { validation_codes }))
 }

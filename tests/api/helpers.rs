@@ -132,6 +132,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.mode = Mode::Production;
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.workers = 1;
+    settings.metrics.listen = "127.0.0.1:0".parse().unwrap();
     settings.caller_auth.issuers = vec![TrustedIssuer::new(
         ISSUER,
         AUDIENCE,
@@ -346,6 +347,7 @@ pub async fn spawn_sandbox(approval_delay_ms: u64) -> (String, reqwest::Client) 
     let mut settings = Settings::defaults().unwrap();
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.workers = 1;
+    settings.metrics.listen = "127.0.0.1:0".parse().unwrap();
     settings.sandbox.approval_delay_ms = approval_delay_ms;
     // The sandbox's 500 customer is retried: milliseconds, not the production half-second.
     settings.partner_center.retry_base_delay_ms = 5;

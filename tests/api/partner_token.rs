@@ -232,6 +232,7 @@ async fn a_token_past_its_refresh_point_is_served_while_one_background_refresh_r
 #[tokio::test]
 async fn a_thousand_concurrent_misses_make_one_token_request() {
     use partner_gateway::configuration::Settings;
+    use partner_gateway::metrics::Metrics;
     use partner_gateway::partner_center::TokenProvider;
     use secrecy::SecretString;
 
@@ -247,8 +248,9 @@ async fn a_thousand_concurrent_misses_make_one_token_request() {
     settings.client_id = "gateway-client-id".into();
     settings.client_secret = Some(SecretString::from("secret"));
     settings.refresh_token = Some(SecretString::from("refresh"));
-    let provider =
-        std::sync::Arc::new(TokenProvider::new(reqwest::Client::new(), &settings).unwrap());
+    let provider = std::sync::Arc::new(
+        TokenProvider::new(reqwest::Client::new(), &settings, Metrics::unregistered()).unwrap(),
+    );
     let gets = (0..1_000).map(|_| {
         let provider = provider.clone();
         tokio::spawn(async move { provider.get().await.is_ok() })
