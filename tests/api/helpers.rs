@@ -4,6 +4,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use partner_gateway::configuration::{
     KeySource, LogFormat, Mode, Settings, TrustedIssuer, UpstreamContract,
 };
+use partner_gateway::lifecycle::Lifecycle;
 use partner_gateway::sandbox::SigningKey;
 use partner_gateway::startup::Application;
 use partner_gateway::telemetry::{get_subscriber, init_subscriber};
@@ -35,6 +36,25 @@ static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
     buffer
 });
 
+/// The whole suite's log and every secret it handed out, for `.ci/check-test-logs` to
+/// search after the run: `target/test-logs/api-<pid>.log` and `…-<pid>.secrets`.
+static SUITE_RECORD: LazyLock<Option<(Mutex<std::fs::File>, Mutex<std::fs::File>)>> =
+    LazyLock::new(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
+        std::fs::create_dir_all(&dir).ok()?;
+        let open = |suffix: &str| {
+            std::fs::File::create(dir.join(format!("api-{}.{suffix}", std::process::id()))).ok()
+        };
+        Some((Mutex::new(open("log")?), Mutex::new(open("secrets")?)))
+    });
+
+/// Remembers a secret the suite uses, so the log search after the run looks for it.
+pub fn register_secret(secret: &str) {
+    if let Some((_, secrets)) = SUITE_RECORD.as_ref() {
+        let _ = writeln!(secrets.lock().unwrap(), "{secret}");
+    }
+}
+
 struct LogWriter {
     buffer: Arc<Mutex<Vec<u8>>>,
     echo: bool,
@@ -44,6 +64,9 @@ impl Write for LogWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         if self.echo {
             std::io::stdout().write_all(bytes)?;
+        }
+        if let Some((log, _)) = SUITE_RECORD.as_ref() {
+            let _ = log.lock().unwrap().write_all(bytes);
         }
         self.buffer.lock().unwrap().extend_from_slice(bytes);
         Ok(bytes.len())
@@ -60,6 +83,10 @@ pub fn captured_logs() -> String {
 
 pub struct TestApp {
     pub url: String,
+    /// The separate metrics listener's `/metrics`.
+    pub metrics_url: String,
+    /// Starts the graceful shutdown a SIGTERM would.
+    pub lifecycle: Lifecycle,
     pub http: reqwest::Client,
     /// Stands in for Partner Center.
     pub partner_center: MockServer,
@@ -127,6 +154,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     }
     let client_secret = format!("client-secret-{}", Uuid::new_v4().simple());
     let refresh_token = format!("refresh-token-{}", Uuid::new_v4().simple());
+    register_secret(&client_secret);
+    register_secret(&refresh_token);
 
     let mut settings = Settings::defaults().unwrap();
     settings.mode = Mode::Production;
@@ -163,9 +192,15 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
 
     let application = Application::build(settings).await.expect("app builds");
     let url = application.url();
+    let metrics_url = application
+        .metrics_url()
+        .expect("metrics are on by default");
+    let lifecycle = application.lifecycle();
     tokio::spawn(application.run_until_stopped());
     TestApp {
         url,
+        metrics_url,
+        lifecycle,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -202,7 +237,9 @@ impl TestApp {
             "exp": now + 600,
         });
         merge_claims(&mut claims, extra);
-        self.signer.sign(&claims).unwrap()
+        let token = self.signer.sign(&claims).unwrap();
+        register_secret(&token);
+        token
     }
 
     pub fn writer_token(&self) -> String {
@@ -215,6 +252,9 @@ impl TestApp {
 
     /// Entra answers the refresh-token grant with `access_token`, `expires_in` as v1's string.
     pub async fn mount_token_endpoint(&self, access_token: &str, expected_calls: u64) {
+        register_secret(access_token);
+        let rotated = format!("rotated-{}", Uuid::new_v4().simple());
+        register_secret(&rotated);
         Mock::given(method("POST"))
             .and(path(format!("/{PARTNER_TENANT}/oauth2/token")))
             .and(body_string_contains("grant_type=refresh_token"))
@@ -223,7 +263,7 @@ impl TestApp {
                 "access_token": access_token,
                 "expires_in": "3600",
                 "resource": "https://api.partnercenter.microsoft.com",
-                "refresh_token": format!("rotated-{}", Uuid::new_v4().simple()),
+                "refresh_token": rotated,
             })))
             .expect(expected_calls)
             .named("Entra token endpoint")
@@ -263,6 +303,29 @@ impl TestApp {
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         self.get_request(path, token).send().await.unwrap()
     }
+
+    /// The metrics text as Prometheus would scrape it.
+    pub async fn metrics(&self) -> String {
+        let response = self.http.get(&self.metrics_url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+}
+
+/// A POST of `body` with an `Idempotency-Key`.
+pub async fn post_with_key(app: &TestApp, token: &str, key: &str, body: &str) -> reqwest::Response {
+    app.http
+        .post(format!(
+            "{}/v1/customers/{CUSTOMER}/qualifications",
+            app.url
+        ))
+        .bearer_auth(token)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", key)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Adds `extra`'s claims to `claims`; a `null` removes the claim instead.
@@ -276,6 +339,26 @@ pub fn merge_claims(claims: &mut Value, extra: Value) {
             }
         }
     }
+}
+
+/// The value of one series in Prometheus text, `name{labels}` written as Prometheus does
+/// (labels in declaration order); 0 when the series is absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// The JSON log lines of the whole process that satisfy `wanted`.
+pub fn log_lines(wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+    captured_logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| wanted(line))
+        .collect()
 }
 
 /// Waits (bounded) until `server` has seen `count` requests.

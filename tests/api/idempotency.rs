@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{CUSTOMER, TestApp, WRITE_ROLE, assert_problem, spawn_app};
+use crate::helpers::{CUSTOMER, TestApp, WRITE_ROLE, assert_problem, post_with_key, spawn_app};
 
 const SOE: &str = r#"{"qualification":"StateOwnedEntity"}"#;
 const GCC: &str = r#"{"qualification":"GovernmentCommunityCloud","validationCode":"123456"}"#;
@@ -25,21 +25,6 @@ async fn partner_center_creates(app: &TestApp, times: u64, delay: Duration) {
         .expect(times)
         .mount(&app.partner_center)
         .await;
-}
-
-async fn post_with_key(app: &TestApp, token: &str, key: &str, body: &str) -> reqwest::Response {
-    app.http
-        .post(format!(
-            "{}/v1/customers/{CUSTOMER}/qualifications",
-            app.url
-        ))
-        .bearer_auth(token)
-        .header("Content-Type", "application/json")
-        .header("Idempotency-Key", key)
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn request_ids_seen(app: &TestApp) -> Vec<String> {

@@ -1,14 +1,18 @@
 //! One test binary: shared helpers, one module per area.
 
+mod audit;
 mod auth;
 mod auth_keys;
 mod configuration;
 mod health;
 mod helpers;
 mod idempotency;
+mod metrics;
 mod openapi;
+mod operations;
 mod partner_token;
 mod sandbox;
+mod shutdown;
 mod upstream_calls;
 mod upstream_errors;
 mod upstream_protection;
