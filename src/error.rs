@@ -35,6 +35,9 @@ pub enum ApiErrorKind {
     RateLimited(#[from] RateLimited),
     #[error("no such resource")]
     NotFound,
+    /// A browser preflight from an origin, or asking for a method or header, not allowed.
+    #[error("cross-origin request refused: {reason}")]
+    CorsRefused { reason: String },
     #[error("method not allowed")]
     MethodNotAllowed {
         allowed: Vec<actix_web::http::Method>,
@@ -307,6 +310,12 @@ impl ApiError {
                     limited.retry_after_secs
                 ),
             ),
+            K::CorsRefused { reason } => m(
+                StatusCode::FORBIDDEN,
+                "cors-refused",
+                "This cross-origin request is not allowed",
+                format!("{reason}; the gateway allows only the origins, methods and headers it is configured for."),
+            ),
             K::NotFound => m(
                 StatusCode::NOT_FOUND,
                 "not-found",
@@ -379,6 +388,7 @@ impl ApiError {
             ApiErrorKind::Idempotency(_) => header(crate::domain::IDEMPOTENCY_KEY_HEADER),
             ApiErrorKind::UnsupportedMediaType => header("Content-Type"),
             ApiErrorKind::PayloadTooLarge { .. } => header("body"),
+            ApiErrorKind::CorsRefused { .. } => header("Origin"),
             _ => None,
         }
     }

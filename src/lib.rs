@@ -2,6 +2,7 @@ pub mod audit;
 pub mod auth;
 pub mod configuration;
 pub mod correlation;
+pub mod cors;
 pub mod domain;
 pub mod error;
 pub mod idempotency;

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use partner_gateway::configuration::Settings;
 use partner_gateway::lifecycle::shut_down_on_signals;
 use partner_gateway::startup::Application;
-use partner_gateway::telemetry::{get_subscriber, init_subscriber};
+use partner_gateway::telemetry::{TraceExport, get_subscriber_with_export, init_subscriber};
 
 /// An internal gateway in front of Microsoft Partner Center's customer qualification API.
 #[derive(Parser)]
@@ -25,8 +25,7 @@ enum Command {
     CheckConfig,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Openapi) = cli.command {
         println!(
@@ -40,11 +39,22 @@ async fn main() -> anyhow::Result<()> {
         println!("{settings:#?}");
         return Ok(());
     }
-    init_subscriber(get_subscriber(
+    // Before the runtime: the exporter's blocking HTTP client must not live inside it.
+    let export = TraceExport::from_env()?;
+    init_subscriber(get_subscriber_with_export(
         &settings.telemetry.log_level,
         settings.telemetry.log_format,
         std::io::stdout,
+        export.as_ref(),
     ));
+    let served = tokio::runtime::Runtime::new()?.block_on(serve(settings));
+    if let Some(export) = export {
+        export.shutdown();
+    }
+    served
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     let application = Application::build(settings).await?;
     if let Some(banner) = application.sandbox_banner() {
         eprintln!("{banner}");

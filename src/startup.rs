@@ -4,9 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::http::{Method, header};
+use actix_web::http::Method;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
@@ -16,10 +15,10 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::audit::{AuditLog, audit_middleware};
 use crate::auth::{CallerVerifier, refuse_token_in_url};
-use crate::configuration::{CorsSettings, Mode, ServerSettings, Settings};
-use crate::correlation::{X_CORRELATION_ID, correlation_middleware};
-use crate::domain::{IDEMPOTENCY_KEY_HEADER, TRACEPARENT, TRACESTATE};
-use crate::idempotency::{IDEMPOTENT_REPLAYED, IdempotencyStore};
+use crate::configuration::{Mode, ServerSettings, Settings};
+use crate::correlation::correlation_middleware;
+use crate::cors::{cors, cors_refusal_as_problem};
+use crate::idempotency::IdempotencyStore;
 use crate::lifecycle::{Lifecycle, close_connections_while_draining};
 use crate::metrics::{LiveValues, Metrics, ScrapeGauge, ScrapeState, record_requests};
 use crate::partner_center::{PartnerCenterClient, TokenProvider};
@@ -159,6 +158,7 @@ impl Application {
                     !cors_settings.allowed_origins.is_empty(),
                     cors(&cors_settings),
                 ))
+                .wrap(from_fn(cors_refusal_as_problem))
                 .wrap(from_fn(refuse_token_in_url))
                 .wrap(from_fn(audit_middleware))
                 .wrap(from_fn(record_requests))
@@ -305,40 +305,6 @@ async fn drain_on_request(
         tracing::warn!("shutting down: requests still in flight after the timeout are dropped");
         server.stop(false).await;
     }
-}
-
-/// The internal-app origins allowed to call from a browser, with what they may send and read.
-fn cors(settings: &CorsSettings) -> Cors {
-    let mut cors = Cors::default()
-        .allowed_methods([Method::GET, Method::HEAD, Method::POST])
-        .allowed_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::HeaderName::from_static("idempotency-key"),
-            X_CORRELATION_ID,
-            header::HeaderName::from_static(TRACEPARENT),
-            header::HeaderName::from_static(TRACESTATE),
-        ])
-        .expose_headers([
-            header::LOCATION,
-            X_CORRELATION_ID,
-            header::RETRY_AFTER,
-            header::WWW_AUTHENTICATE,
-            header::HeaderName::from_static("idempotent-replayed"),
-        ])
-        .max_age(settings.max_age_secs);
-    for origin in &settings.allowed_origins {
-        cors = cors.allowed_origin(origin);
-    }
-    debug_assert_eq!(
-        IDEMPOTENCY_KEY_HEADER.to_ascii_lowercase(),
-        "idempotency-key"
-    );
-    debug_assert_eq!(
-        IDEMPOTENT_REPLAYED.to_ascii_lowercase(),
-        "idempotent-replayed"
-    );
-    cors
 }
 
 /// Circuit state and token lifetimes, read at each scrape.

@@ -1,7 +1,9 @@
-//! Structured logs. One access line per request carries the request span's fields (method,
-//! route, path, caller, status, latency); every other line inside the request carries only
-//! its own fields plus `correlation_id` and `trace_id`, so a request's lines are cheap and
-//! still joinable. Query values are never logged, only the parameter names.
+//! Structured logs and trace export. One access line per request carries the request span's
+//! fields (method, route, path, caller, status, latency); every other line inside the request
+//! carries only its own fields plus `correlation_id` and `trace_id`, so a request's lines are
+//! cheap and still joinable. Query values are never logged, only the parameter names.
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP/HTTP, in the
+//! caller's trace.
 
 use std::fmt;
 use std::time::Instant;
@@ -30,7 +32,7 @@ use crate::error::ApiError;
 pub const ACCESS_TARGET: &str = "access";
 const REQUEST_SPAN: &str = "HTTP request";
 
-/// Builds the subscriber; `RUST_LOG` wins over the configured level.
+/// Builds the subscriber, logs only; `RUST_LOG` wins over the configured level.
 pub fn get_subscriber<Sink>(
     default_level: &str,
     format: LogFormat,
@@ -39,9 +41,75 @@ pub fn get_subscriber<Sink>(
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    get_subscriber_with_export(default_level, format, sink, None)
+}
+
+/// OTLP/HTTP span export, configured by the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and `OTEL_SERVICE_NAME`; off when neither endpoint
+/// is set. Build it before the async runtime starts: its HTTP client is a blocking one, run
+/// on the exporter's own thread.
+pub struct TraceExport {
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+impl TraceExport {
+    pub fn from_env() -> anyhow::Result<Option<Self>> {
+        let configured = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+        if !configured {
+            return Ok(None);
+        }
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up the OTLP span exporter: {e}"))?;
+        let service = std::env::var("OTEL_SERVICE_NAME")
+            .ok()
+            .filter(|name| !name.trim().is_empty())
+            .unwrap_or_else(|| "partner-gateway".into());
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(service)
+                    .build(),
+            )
+            .build();
+        Ok(Some(Self { provider }))
+    }
+
+    /// Sends what is still buffered; call once the server has stopped.
+    pub fn shutdown(self) {
+        if let Err(error) = self.provider.shutdown() {
+            eprintln!("partner-gateway: OTLP export did not shut down cleanly: {error}");
+        }
+    }
+}
+
+/// The subscriber, exporting spans too when `export` is given.
+pub fn get_subscriber_with_export<Sink>(
+    default_level: &str,
+    format: LogFormat,
+    sink: Sink,
+    export: Option<&TraceExport>,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    use opentelemetry::trace::TracerProvider as _;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let registry = Registry::default().with(filter).with(SpanFieldsLayer);
+    let otel = export.map(|export| {
+        tracing_opentelemetry::layer().with_tracer(export.provider.tracer("partner-gateway"))
+    });
+    let registry = Registry::default()
+        .with(filter)
+        .with(otel)
+        .with(SpanFieldsLayer);
     match format {
         LogFormat::Json => Box::new(
             registry.with(
@@ -88,7 +156,7 @@ impl RootSpanBuilder for GatewayRootSpan {
         };
         let connection = request.connection_info();
         let route = request.match_pattern();
-        tracing::info_span!(
+        let span = tracing::info_span!(
             REQUEST_SPAN,
             http.method = %request.method(),
             http.route = route.as_deref().unwrap_or("unmatched"),
@@ -106,7 +174,10 @@ impl RootSpanBuilder for GatewayRootSpan {
             caller_issuer = tracing::field::Empty,
             caller_app = tracing::field::Empty,
             caller_name = tracing::field::Empty,
-        )
+        );
+        drop(connection);
+        join_exported_trace(request, &span);
+        span
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
@@ -133,6 +204,57 @@ impl RootSpanBuilder for GatewayRootSpan {
             tracing::info!(target: ACCESS_TARGET, status, latency_ms, problem, reason, "answered");
         }
     }
+}
+
+/// With export on, the request's span joins the caller's trace; a new trace takes the
+/// exporter's trace ID, so logs, export and Partner Center's `traceparent` agree.
+fn join_exported_trace(request: &ServiceRequest, span: &Span) {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let Some(trace) = request.extensions().get::<TraceContext>().cloned() else {
+        return;
+    };
+    if let Some(parent_id) = trace.parent_id() {
+        let parent = SpanContext::new(
+            TraceId::from(trace.trace_id()),
+            SpanId::from(parent_id),
+            TraceFlags::new(trace.flags()),
+            true,
+            trace
+                .tracestate()
+                .and_then(|state| state.parse::<TraceState>().ok())
+                .unwrap_or_default(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+        return;
+    }
+    let exported = span.context().span().span_context().trace_id();
+    if exported != TraceId::INVALID {
+        let adopted = trace.with_trace_id(u128::from_be_bytes(exported.to_bytes()));
+        span.record("trace_id", adopted.trace_id_hex());
+        request.extensions_mut().insert(adopted);
+    }
+}
+
+/// The `traceparent` for a call made inside the current span: the exported span's own ID
+/// when spans are exported, else a fresh span ID in the request's trace.
+pub fn outgoing_traceparent(trace: &TraceContext) -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = Span::current().context();
+    let current = context.span();
+    let exported = current.span_context();
+    if exported.is_valid() {
+        return format!(
+            "00-{}-{}-{:02x}",
+            exported.trace_id(),
+            exported.span_id(),
+            exported.trace_flags().to_u8()
+        );
+    }
+    trace.child_traceparent()
 }
 
 /// `a=1&b=2&a=3` → `a,b`: which parameters came, never their values (a token or a code

@@ -71,6 +71,23 @@ impl TraceContext {
     pub fn tracestate(&self) -> Option<&str> {
         self.tracestate.as_deref()
     }
+
+    pub fn trace_id(&self) -> u128 {
+        self.trace_id
+    }
+
+    pub fn parent_id(&self) -> Option<u64> {
+        self.parent_id
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
+    /// The same context in another trace: a new trace adopts the exporter's ID.
+    pub fn with_trace_id(self, trace_id: u128) -> Self {
+        Self { trace_id, ..self }
+    }
 }
 
 impl Default for TraceContext {

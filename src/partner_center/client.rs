@@ -435,7 +435,9 @@ impl PartnerCenterClient {
         );
         headers.insert(MS_REQUEST_ID, guid_header(call.request_id.as_uuid()));
         headers.insert(X_LOCALE, self.locale.clone());
-        if let Ok(traceparent) = HeaderValue::from_str(&call.trace.child_traceparent()) {
+        if let Ok(traceparent) =
+            HeaderValue::from_str(&crate::telemetry::outgoing_traceparent(&call.trace))
+        {
             headers.insert(TRACEPARENT, traceparent);
         }
         if let Some(state) = call.trace.tracestate()

@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod auth_keys;
+mod binary;
 mod configuration;
 mod health;
 mod helpers;
@@ -12,7 +13,6 @@ mod openapi;
 mod operations;
 mod partner_token;
 mod sandbox;
-mod shutdown;
 mod upstream_calls;
 mod upstream_errors;
 mod upstream_protection;
