@@ -241,6 +241,7 @@ impl ApiError {
             K::Upstream(U::ServerError {
                 status,
                 retry_after_secs: Some(secs),
+                ..
             }) if status.as_u16() == 503 => m(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream-unavailable",
@@ -264,6 +265,12 @@ impl ApiError {
                 "upstream-unreachable",
                 "Partner Center could not be reached",
                 "The gateway could not connect to Partner Center.".into(),
+            ),
+            K::Upstream(U::AnswerLost { .. }) => m(
+                StatusCode::BAD_GATEWAY,
+                "upstream-unreachable",
+                "Partner Center could not be reached",
+                "The connection to Partner Center broke while its answer was read, on every attempt; the request may have been processed (retrying it is safe: Partner Center de-duplicates by MS-RequestId).".into(),
             ),
             K::Upstream(U::Timeout | U::DeadlineExceeded) => m(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -338,6 +345,9 @@ impl ApiError {
             ApiErrorKind::Upstream(UpstreamError::Rejected {
                 code, description, ..
             }) => (None, code.clone(), description.clone()),
+            ApiErrorKind::Upstream(UpstreamError::ServerError { description, .. }) => {
+                (None, None, description.clone())
+            }
             _ => (None, None, None),
         };
         Problem {

@@ -94,12 +94,13 @@ impl IdempotentRequest {
     }
 
     /// Scoped to the caller, so two callers' keys never collide; fingerprinted over the
-    /// operation and the exact body bytes.
-    pub fn new(caller: &Caller, key: &IdempotencyKey, operation: &str, body: &[u8]) -> Self {
-        let mut content = Vec::with_capacity(operation.len() + 1 + body.len());
+    /// operation and the request's canonical form (not its bytes: a client that
+    /// re-serialises the same request must still be recognised).
+    pub fn new(caller: &Caller, key: &IdempotencyKey, operation: &str, canonical: &[u8]) -> Self {
+        let mut content = Vec::with_capacity(operation.len() + 1 + canonical.len());
         content.extend_from_slice(operation.as_bytes());
         content.push(b'\n');
-        content.extend_from_slice(body);
+        content.extend_from_slice(canonical);
         Self {
             scope: format!("{}\n{}\n{}", caller.issuer, caller.subject, key.as_str()),
             fingerprint: digest(&SHA256, &content)

@@ -165,6 +165,11 @@ impl CallerVerifier {
 
     async fn verify_signed(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let header = decode_header(token).map_err(|_| header_problem(token))?;
+        // RFC 7515 §4.1.11: extensions listed as critical must be understood, and this
+        // gateway understands none.
+        if header.crit.is_some() {
+            return Err(AuthError::InvalidToken("unsupported critical header"));
+        }
         let (issuer_index, issuer) = self.issuer_of(token)?;
         if !issuer.algorithms.contains(&header.alg) {
             return Err(AuthError::InvalidToken("algorithm not allowed"));
@@ -187,9 +192,15 @@ impl CallerVerifier {
         self.check_times(&claims, issuer.leeway_secs)?;
 
         let expires_at = claims.exp.unwrap_or_default();
+        // A blank `oid` or `sub` is no identity: it would share one rate-limit bucket and one
+        // idempotency namespace with every other blank caller, and leave the audit blank.
+        let present = |claim: Option<String>| claim.filter(|value| !value.trim().is_empty());
+        let subject = present(claims.oid)
+            .or(present(claims.sub))
+            .ok_or(AuthError::InvalidToken("required claim missing"))?;
         let identity = Identity {
             issuer: claims.iss.unwrap_or_default(),
-            subject: claims.oid.or(claims.sub).unwrap_or_default(),
+            subject,
             app_id: claims.azp.or(claims.appid),
             name: claims.name,
             roles: claims.roles,

@@ -183,6 +183,26 @@ impl QualificationRequest {
         }
     }
 
+    /// The request's content in one canonical form (sorted keys, no whitespace, parsed
+    /// values), so the same request serialised another way is recognised as the same.
+    pub fn canonical_form(&self) -> String {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert(QUALIFICATION, self.qualification().as_str());
+        match self {
+            Self::Education { segment, website } => {
+                fields.insert(EDUCATION_SEGMENT, segment.as_str());
+                if let Some(website) = website {
+                    fields.insert(WEBSITE, website.as_str());
+                }
+            }
+            Self::GovernmentCommunityCloud { validation_code } => {
+                fields.insert(VALIDATION_CODE, validation_code.as_str());
+            }
+            Self::StateOwnedEntity => {}
+        }
+        serde_json::to_string(&fields).unwrap_or_default()
+    }
+
     /// Parses a caller's JSON body, collecting every problem instead of stopping at the first.
     pub fn from_json(body: &[u8]) -> Result<Self, FieldErrors> {
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -384,6 +404,31 @@ mod tests {
             .iter()
             .map(|e| e.field.clone())
             .collect()
+    }
+
+    #[test]
+    fn the_canonical_form_ignores_whitespace_and_key_order() {
+        let one = parse(
+            r#"{"qualification":"Education","educationSegment":"K12","website":"contoso.edu"}"#,
+        );
+        let other = parse(
+            "{ \"website\" : \"contoso.edu\",\n \"educationSegment\":\"K12\", \"qualification\": \"Education\" }",
+        );
+        assert_eq!(
+            one.unwrap().canonical_form(),
+            other.unwrap().canonical_form()
+        );
+        let segment = parse(
+            r#"{"qualification":"Education","educationSegment":"HigherEducation","website":"contoso.edu"}"#,
+        );
+        assert_ne!(
+            parse(
+                r#"{"qualification":"Education","educationSegment":"K12","website":"contoso.edu"}"#
+            )
+            .unwrap()
+            .canonical_form(),
+            segment.unwrap().canonical_form()
+        );
     }
 
     #[test]

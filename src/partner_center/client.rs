@@ -307,20 +307,16 @@ impl PartnerCenterClient {
         deadline: Instant,
         number: u32,
     ) -> Result<(StatusCode, Option<T>), UpstreamError> {
-        let permit = self.breaker.admit().map_err(|wait| {
-            Metrics::count(&self.metrics.upstream_refusals, "circuit_open");
-            UpstreamError::CircuitOpen {
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            }
-        })?;
         // The token first: a slot is for talking to Partner Center, not for waiting on Entra.
         let remaining = deadline.saturating_duration_since(Instant::now());
         let token = tokio::time::timeout(remaining, self.tokens.get())
             .await
             .map_err(|_| UpstreamError::DeadlineExceeded)?
             .map_err(UpstreamError::Token)?;
+        // The slot wait is bounded by the call's deadline as well as the bulkhead's.
+        let remaining = deadline.saturating_duration_since(Instant::now());
         let waiting_since = Instant::now();
-        let slot = tokio::time::timeout(self.bulkhead_wait, self.bulkhead.acquire())
+        let slot = tokio::time::timeout(self.bulkhead_wait.min(remaining), self.bulkhead.acquire())
             .await
             .ok()
             .and_then(Result::ok);
@@ -328,9 +324,21 @@ impl PartnerCenterClient {
             .bulkhead_wait
             .observe(waiting_since.elapsed().as_secs_f64());
         let Some(_slot) = slot else {
+            if remaining < self.bulkhead_wait {
+                Metrics::count(&self.metrics.upstream_refusals, "deadline");
+                return Err(UpstreamError::DeadlineExceeded);
+            }
             Metrics::count(&self.metrics.upstream_refusals, "bulkhead_full");
             return Err(UpstreamError::Busy);
         };
+        // The breaker's permit last, right before the attempt: a half-open probe is not held
+        // while it waits for a token or a slot.
+        let permit = self.breaker.admit().map_err(|wait| {
+            Metrics::count(&self.metrics.upstream_refusals, "circuit_open");
+            UpstreamError::CircuitOpen {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })?;
         let result = self.exchange(outgoing, &token, deadline, number).await;
         permit.record(breaker_outcome(&result));
         if matches!(&result, Err(e) if e.is_unauthorized()) {
@@ -409,7 +417,21 @@ impl PartnerCenterClient {
             },
             started.elapsed(),
         );
-        let bytes = bytes?;
+        // The connection broke mid-answer: Partner Center may have acted, so this is worth
+        // the same-MS-RequestId retry, and a mark against its health.
+        let bytes = bytes.map_err(|e| {
+            let e = e.without_url();
+            tracing::warn!(attempt = number, status = status.as_u16(), error = %e, "Partner Center's answer was cut off");
+            if e.is_timeout() && !cut_short {
+                UpstreamError::Timeout
+            } else if e.is_timeout() {
+                UpstreamError::DeadlineExceeded
+            } else {
+                UpstreamError::AnswerLost {
+                    reason: e.to_string(),
+                }
+            }
+        })?;
         tracing::info!(
             attempt = number,
             status = status.as_u16(),
@@ -453,11 +475,13 @@ impl PartnerCenterClient {
 fn breaker_outcome<T>(result: &Result<T, UpstreamError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Answered,
+        // Every 5xx (501 and 507 too, though not worth a retry), and every broken exchange.
         Err(
-            e @ (UpstreamError::ServerError { .. }
+            UpstreamError::ServerError { .. }
             | UpstreamError::Timeout
-            | UpstreamError::Unreachable { .. }),
-        ) if e.is_transient() => Outcome::Failed,
+            | UpstreamError::Unreachable { .. }
+            | UpstreamError::AnswerLost { .. },
+        ) => Outcome::Failed,
         Err(UpstreamError::Rejected { .. } | UpstreamError::InvalidResponse { .. }) => {
             Outcome::Answered
         }
@@ -503,6 +527,7 @@ fn interpret<T: DeserializeOwned>(
         return Err(UpstreamError::ServerError {
             status,
             retry_after_secs: retry_after.or_else(|| error.retry_after_secs()),
+            description: error.description(),
         });
     }
     Err(UpstreamError::InvalidResponse {
@@ -511,7 +536,7 @@ fn interpret<T: DeserializeOwned>(
 }
 
 /// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn parse_retry_after(value: &str) -> Option<u64> {
+pub(super) fn parse_retry_after(value: &str) -> Option<u64> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(secs);

@@ -20,11 +20,16 @@ pub enum UpstreamError {
     ServerError {
         status: StatusCode,
         retry_after_secs: Option<u64>,
+        /// Whatever text Partner Center sent with it, cleaned.
+        description: Option<String>,
     },
     #[error("Partner Center's answer could not be read: {reason}")]
     InvalidResponse { reason: String },
     #[error("Partner Center could not be reached: {reason}")]
     Unreachable { reason: String },
+    /// The connection broke while the answer was read: the request may have been processed.
+    #[error("Partner Center's answer was cut off: {reason}")]
+    AnswerLost { reason: String },
     #[error("Partner Center did not answer in time")]
     Timeout,
     /// The logical call's deadline passed (waiting for a token, or an attempt cut short).
@@ -46,7 +51,10 @@ impl UpstreamError {
     /// on the request itself (400, 403, 404, 409, 412).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::Timeout | Self::Throttled { .. } => true,
+            Self::Unreachable { .. }
+            | Self::AnswerLost { .. }
+            | Self::Timeout
+            | Self::Throttled { .. } => true,
             Self::ServerError { status, .. } => matches!(status.as_u16(), 500 | 502 | 503 | 504),
             Self::Rejected { status, .. } => status.as_u16() == 408,
             Self::InvalidResponse { .. }
@@ -77,6 +85,7 @@ impl UpstreamError {
             Self::ServerError { .. } => "server_error",
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Unreachable { .. } => "unreachable",
+            Self::AnswerLost { .. } => "answer_lost",
             Self::Timeout => "timeout",
             Self::DeadlineExceeded => "deadline",
             Self::Token(_) => "token",

@@ -23,9 +23,22 @@ use crate::metrics::Metrics;
 pub enum TokenError {
     #[error("the partner credentials are not configured")]
     NotConfigured,
-    /// Entra's own words (`invalid_grant`, an AADSTS code); never the secrets sent.
-    #[error("the token endpoint refused the refresh token: {error}: {description}")]
-    Refused { error: String, description: String },
+    /// Entra's own words (`invalid_grant`, an AADSTS code) and what the operator must do;
+    /// never the secrets sent.
+    #[error("the token endpoint refused the request: {error}: {description} ({action})")]
+    Refused {
+        error: String,
+        description: String,
+        action: &'static str,
+    },
+    /// Entra is down or throttling (5xx, 429, `temporarily_unavailable`, `server_error`): not
+    /// a verdict on the refresh token.
+    #[error("the token endpoint is temporarily unavailable: {status} {error}")]
+    Unavailable {
+        status: u16,
+        error: String,
+        retry_after_secs: Option<u64>,
+    },
     #[error("the token endpoint answered {status} with an unreadable body")]
     InvalidResponse { status: u16 },
     #[error("the token endpoint could not be reached: {reason}")]
@@ -330,6 +343,7 @@ impl TokenProvider {
                 Ok(_) => "success",
                 Err(TokenError::Refused { .. }) => "refused",
                 Err(TokenError::InvalidResponse { .. }) => "invalid_response",
+                Err(TokenError::Unavailable { .. }) => "transient",
                 Err(TokenError::NotConfigured) => "not_configured",
                 Err(_) => "transient",
             },
@@ -340,15 +354,22 @@ impl TokenProvider {
             Err(error) => {
                 // A refused refresh token waits longer each time; Entra being unreachable
                 // or confused is retried at the base pace, so recovery is noticed soon.
-                let wait = if matches!(error, TokenError::Refused { .. }) {
-                    failures
+                let base = || self.failure_backoff.build().next().unwrap_or_default();
+                let wait = match error {
+                    TokenError::Refused { .. } => failures
                         .delays
                         .get_or_insert_with(|| self.failure_backoff.build())
                         .next()
                         .unwrap_or(self.failure_backoff_max)
-                        .min(self.failure_backoff_max)
-                } else {
-                    self.failure_backoff.build().next().unwrap_or_default()
+                        .min(self.failure_backoff_max),
+                    // Entra said when to come back: no sooner, and no later than the cap.
+                    TokenError::Unavailable {
+                        retry_after_secs: Some(secs),
+                        ..
+                    } => base()
+                        .max(Duration::from_secs(*secs))
+                        .min(self.failure_backoff_max),
+                    _ => base(),
                 };
                 tracing::warn!(
                     wait_ms = wait.as_millis() as u64,
@@ -396,6 +417,11 @@ impl TokenProvider {
                 })
             })?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response.bytes().await.map_err(|e| {
             self.log(TokenError::Unreachable {
                 reason: e.without_url().to_string(),
@@ -403,24 +429,11 @@ impl TokenProvider {
         })?;
 
         if !status.is_success() {
-            let error = match serde_json::from_slice::<TokenErrorResponse>(&body) {
-                Ok(e) => TokenError::Refused {
-                    error: e.error,
-                    // The first line carries the AADSTS code and reason; the rest is trace IDs.
-                    description: e
-                        .error_description
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .chars()
-                        .take(300)
-                        .collect(),
-                },
-                Err(_) => TokenError::InvalidResponse {
-                    status: status.as_u16(),
-                },
-            };
-            return Err(self.log(error));
+            let retry_after = retry_after
+                .as_deref()
+                .and_then(super::client::parse_retry_after);
+            let answer = serde_json::from_slice::<TokenErrorResponse>(&body).ok();
+            return Err(self.log(token_failure(status, answer, retry_after)));
         }
         // Keep a rotated refresh token even if the rest of the answer turns out unusable.
         if let Ok(Rotation {
@@ -478,6 +491,94 @@ impl TokenProvider {
     fn log(&self, error: TokenError) -> TokenError {
         tracing::error!(token_url = %self.token_url, %error, "cannot obtain a Partner Center access token");
         error
+    }
+}
+
+/// What a failed token request means: Entra unavailable (by status or its error code) is
+/// transient; anything else it says is a refusal, with what the operator must do about it.
+fn token_failure(
+    status: reqwest::StatusCode,
+    answer: Option<TokenErrorResponse>,
+    retry_after_secs: Option<u64>,
+) -> TokenError {
+    let transient_code = answer
+        .as_ref()
+        .is_some_and(|a| matches!(a.error.as_str(), "temporarily_unavailable" | "server_error"));
+    if status.is_server_error() || status.as_u16() == 429 || transient_code {
+        return TokenError::Unavailable {
+            status: status.as_u16(),
+            error: answer.map(|a| a.error).unwrap_or_default(),
+            retry_after_secs,
+        };
+    }
+    let Some(answer) = answer else {
+        return TokenError::InvalidResponse {
+            status: status.as_u16(),
+        };
+    };
+    // The first line carries the AADSTS code and reason; the rest is trace IDs.
+    let description: String = answer
+        .error_description
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    TokenError::Refused {
+        action: operator_action(&answer.error, &description),
+        error: answer.error,
+        description,
+    }
+}
+
+/// Entra's refusal in terms of what to do next, by AADSTS code where it gives one.
+fn operator_action(error: &str, description: &str) -> &'static str {
+    const ACTIONS: [(&[&str], &str); 7] = [
+        (
+            &["AADSTS700082", "AADSTS70008", "AADSTS700084"],
+            "the refresh token expired (unused too long): sign in again to get a new one",
+        ),
+        (
+            &["AADSTS50173", "AADSTS50133", "AADSTS50089", "AADSTS700081"],
+            "the refresh token was revoked (password change or session revocation): sign in again",
+        ),
+        (
+            &["AADSTS50076", "AADSTS50079", "AADSTS50074"],
+            "multi-factor authentication is required: sign in again with MFA",
+        ),
+        (
+            &["AADSTS65001", "AADSTS65004"],
+            "consent is missing: grant admin consent to the app registration",
+        ),
+        (
+            &["AADSTS7000215", "AADSTS7000222"],
+            "the client secret is invalid or expired: set a current one",
+        ),
+        (
+            &["AADSTS700016"],
+            "the client id is not known in this tenant: check partner_token.client_id and tenant_id",
+        ),
+        (
+            &["AADSTS90002", "AADSTS90072"],
+            "the tenant is wrong: check partner_token.tenant_id",
+        ),
+    ];
+    for (codes, action) in ACTIONS {
+        if codes.iter().any(|code| {
+            description
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|w| w == *code)
+        }) {
+            return action;
+        }
+    }
+    match error {
+        "invalid_grant" => "the refresh token was refused: sign in again to get a new one",
+        "invalid_client" | "unauthorized_client" => {
+            "the app's credentials were refused: check client id and secret"
+        }
+        _ => "see Entra's description",
     }
 }
 
@@ -631,6 +732,63 @@ mod tests {
     use super::*;
 
     const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn entra_outages_are_transient_and_refusals_say_what_to_do() {
+        let answer = |error: &str, description: &str| {
+            Some(TokenErrorResponse {
+                error: error.into(),
+                error_description: description.into(),
+            })
+        };
+        let status = |code: u16| reqwest::StatusCode::from_u16(code).unwrap();
+        for (code, error) in [
+            (503, "temporarily_unavailable"),
+            (500, "server_error"),
+            (429, "invalid_grant"),
+            (400, "temporarily_unavailable"),
+        ] {
+            assert!(
+                matches!(
+                    token_failure(status(code), answer(error, "AADSTS50033"), Some(7)),
+                    TokenError::Unavailable {
+                        retry_after_secs: Some(7),
+                        ..
+                    }
+                ),
+                "{code} {error}"
+            );
+        }
+        assert!(matches!(
+            token_failure(status(502), None, None),
+            TokenError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            token_failure(status(400), None, None),
+            TokenError::InvalidResponse { status: 400 }
+        ));
+        let refusal = |description: &str| match token_failure(
+            status(400),
+            answer("invalid_grant", description),
+            None,
+        ) {
+            TokenError::Refused { action, .. } => action,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            refusal("AADSTS700082: The refresh token has expired due to inactivity.")
+                .contains("expired")
+        );
+        assert!(
+            refusal("AADSTS50173: The provided grant has expired due to it being revoked")
+                .contains("revoked")
+        );
+        assert!(refusal("AADSTS50076: Due to a configuration change ... you must use multi-factor authentication").contains("multi-factor"));
+        assert!(
+            refusal("AADSTS700082x").contains("sign in again"),
+            "the generic invalid_grant advice"
+        );
+    }
 
     #[test]
     fn a_token_is_refreshed_at_80_percent_and_dropped_at_the_margin() {

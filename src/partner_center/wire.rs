@@ -114,8 +114,20 @@ impl WireValidationCodeList {
 }
 
 impl WireError {
+    /// An error object in either shape; or, when Partner Center sent a bare JSON string,
+    /// plain text or an HTML page instead, that text as the description.
     pub fn parse(body: &[u8]) -> Self {
-        serde_json::from_slice(body).unwrap_or_default()
+        let text_only = |text: &str| Self {
+            description: readable_text(text),
+            ..Self::default()
+        };
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(_)) => serde_json::from_slice(body).unwrap_or_default(),
+            Ok(Value::String(text)) => text_only(&text),
+            Ok(Value::Null) => Self::default(),
+            Ok(other) => text_only(&other.to_string()),
+            Err(_) => text_only(&String::from_utf8_lossy(body)),
+        }
     }
 
     pub fn code(&self) -> Option<String> {
@@ -137,6 +149,64 @@ impl WireError {
     }
 }
 
+/// At most this much of an error text is passed on.
+const MAX_DESCRIPTION_CHARS: usize = 300;
+
+/// Tags (and script or style contents) dropped, common entities decoded, whitespace
+/// collapsed, cut to a readable length; `None` when nothing is left.
+fn readable_text(raw: &str) -> Option<String> {
+    let looks_like_html = raw.contains('<') && raw.contains('>');
+    let mut text = String::with_capacity(raw.len().min(4096));
+    if looks_like_html {
+        let mut rest = raw;
+        while let Some(open) = rest.find('<') {
+            text.push_str(&rest[..open]);
+            text.push(' ');
+            let tag = &rest[open..];
+            let lower = tag.get(..7).unwrap_or(tag).to_ascii_lowercase();
+            let skip_to = if lower.starts_with("<script") || lower.starts_with("<style") {
+                let closing = if lower.starts_with("<script") {
+                    "</script"
+                } else {
+                    "</style"
+                };
+                tag.to_ascii_lowercase()
+                    .find(closing)
+                    .map(|at| at + closing.len())
+            } else {
+                Some(0)
+            };
+            let after = skip_to
+                .and_then(|from| tag[from..].find('>').map(|end| from + end + 1))
+                .unwrap_or(tag.len());
+            rest = &tag[after..];
+        }
+        text.push_str(rest);
+        for (entity, plain) in [
+            ("&nbsp;", " "),
+            ("&lt;", "<"),
+            ("&gt;", ">"),
+            ("&quot;", "\""),
+            ("&#39;", "'"),
+            ("&amp;", "&"),
+        ] {
+            text = text.replace(entity, plain);
+        }
+    } else {
+        text.push_str(raw);
+    }
+    let collapsed: Vec<&str> = text.split_whitespace().collect();
+    let collapsed = collapsed.join(" ");
+    if collapsed.is_empty() {
+        return None;
+    }
+    let mut cut: String = collapsed.chars().take(MAX_DESCRIPTION_CHARS).collect();
+    if cut.len() < collapsed.len() {
+        cut.push('…');
+    }
+    Some(cut)
+}
+
 fn value_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
@@ -155,6 +225,27 @@ fn parse_date(raw: &str) -> Option<OffsetDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_that_is_not_an_object_becomes_its_text() {
+        let described = |body: &str| WireError::parse(body.as_bytes()).description();
+        assert_eq!(
+            described(r#""Customer tagging denied.""#).as_deref(),
+            Some("Customer tagging denied.")
+        );
+        assert_eq!(
+            described("Service Unavailable\r\n").as_deref(),
+            Some("Service Unavailable")
+        );
+        assert_eq!(described(""), None);
+        assert_eq!(described("null"), None);
+        assert_eq!(
+            described("<html><head><title>502 Bad Gateway</title><style>body{color:red}</style></head><body><h1>Bad&nbsp;Gateway</h1><script>var x = '<b>';</script></body></html>").as_deref(),
+            Some("502 Bad Gateway Bad Gateway")
+        );
+        let long = "x".repeat(1000);
+        assert_eq!(described(&long).unwrap().chars().count(), 301);
+    }
 
     #[test]
     fn both_list_shapes_and_both_date_spellings_are_read() {

@@ -180,7 +180,12 @@ async fn create(
         );
     };
     let operation = format!("POST /v1/customers/{customer}/qualifications");
-    let idempotent = IdempotentRequest::new(caller, &key, &operation, &body);
+    let idempotent = IdempotentRequest::new(
+        caller,
+        &key,
+        &operation,
+        request.canonical_form().as_bytes(),
+    );
     let claim = state.idempotency.claim(&idempotent);
     Metrics::result(
         &state.metrics.idempotency,

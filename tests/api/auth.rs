@@ -503,3 +503,102 @@ async fn each_caller_has_its_own_rate_limit() {
         200
     );
 }
+
+/// Issue #11, defect 3: RFC 7515 §4.1.11, a critical extension the gateway cannot honour.
+#[tokio::test]
+async fn a_token_with_a_crit_header_is_refused() {
+    let app = spawn_app().await;
+    crate::helpers::forbid_upstream_calls(&app).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = app
+        .signer
+        .sign_with_header(
+            &json!({
+                "iss": crate::helpers::ISSUER, "aud": crate::helpers::AUDIENCE, "sub": "s",
+                "roles": [crate::helpers::READ_ROLE], "iat": now, "exp": now + 600, "b64": false,
+            }),
+            |header| header.crit = Some(vec!["b64".into()]),
+        )
+        .unwrap();
+    let response = app.get("/v1/validation-codes", Some(&token)).await;
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("unsupported critical header"),
+        "{challenge}"
+    );
+    crate::helpers::assert_problem(response, 401, "invalid-token").await;
+}
+
+/// Issue #11, defect 4: a blank `oid` does not stand in for a real `sub`.
+#[tokio::test]
+async fn a_blank_oid_does_not_hide_the_sub() {
+    let app = spawn_app().await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&app.partner_center)
+        .await;
+    let token = app.token_with(
+        &[crate::helpers::READ_ROLE],
+        json!({"oid": "", "sub": "the-real-subject"}),
+    );
+    let correlation = uuid::Uuid::new_v4().to_string();
+    let response = app
+        .get_request("/v1/validation-codes", Some(&token))
+        .header("X-Correlation-ID", &correlation)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let access = crate::helpers::log_lines(|l| {
+        l["target"] == "access" && l["correlation_id"] == correlation.as_str()
+    });
+    assert_eq!(access[0]["caller"], "the-real-subject");
+}
+
+/// Issue #11, defect 4: no caller identity at all is refused, blank strings included.
+#[tokio::test]
+async fn a_token_without_a_non_blank_oid_or_sub_is_refused() {
+    let app = spawn_app().await;
+    crate::helpers::forbid_upstream_calls(&app).await;
+    for claims in [
+        json!({"sub": ""}),
+        json!({"sub": "  ", "oid": ""}),
+        json!({"sub": "", "oid": " "}),
+    ] {
+        let token = app.token_with(&[crate::helpers::READ_ROLE], claims.clone());
+        let response = app.get("/v1/validation-codes", Some(&token)).await;
+        let problem = crate::helpers::assert_problem(response, 401, "invalid-token").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("required claim missing"),
+            "{claims}: {problem}"
+        );
+    }
+}
+
+/// Issue #11, defect 5: `access_token` in the URL in any spelling, and never logged.
+#[tokio::test]
+async fn a_token_in_the_url_is_refused_in_any_spelling_and_never_logged() {
+    let app = spawn_app().await;
+    crate::helpers::forbid_upstream_calls(&app).await;
+    for (query, secret) in [
+        ("Access_Token=url-secret-one", "url-secret-one"),
+        ("access%5Ftoken=url-secret-two", "url-secret-two"),
+        ("x=1&ACCESS_TOKEN=url-secret-three", "url-secret-three"),
+    ] {
+        let response = app
+            .get(&format!("/v1/validation-codes?{query}"), None)
+            .await;
+        crate::helpers::assert_problem(response, 400, "invalid-auth-request").await;
+        assert!(
+            !crate::helpers::captured_logs().contains(secret),
+            "{query} stays out of the logs"
+        );
+    }
+}

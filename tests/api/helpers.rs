@@ -452,3 +452,68 @@ pub async fn forbid_upstream_calls(app: &TestApp) {
             .await;
     }
 }
+
+/// A bare HTTP/1.1 server on loopback for answers wiremock cannot give (a connection cut
+/// mid-body): the n-th connection gets `answers[n]` (the last one again after that), written
+/// raw, then the connection is closed. Returns its URL and the request heads it read.
+pub async fn raw_http_server(answers: Vec<Vec<u8>>) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        for n in 0..64 {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            // The request: its head, then as many body bytes as Content-Length says.
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            let head_end = loop {
+                let Ok(read) = socket.read(&mut buffer).await else {
+                    break None;
+                };
+                if read == 0 {
+                    break None;
+                }
+                request.extend_from_slice(&buffer[..read]);
+                if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(at + 4);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while request.len() < head_end + length {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => request.extend_from_slice(&buffer[..read]),
+                }
+            }
+            seen.lock().unwrap().push(head);
+            let answer = &answers[n.min(answers.len() - 1)];
+            let _ = socket.write_all(answer).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (url, heads)
+}
+
+/// The `MS-RequestId` of a raw request head.
+pub fn ms_request_id(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("ms-requestid")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
+}

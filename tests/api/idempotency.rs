@@ -182,3 +182,28 @@ async fn a_malformed_key_is_a_400_naming_the_header_with_no_upstream_call() {
     let problem = assert_problem(response, 400, "invalid-request").await;
     assert_eq!(problem["field"], "Idempotency-Key");
 }
+
+/// Issue #11, defect 7: a client that re-serialises the same request is not refused.
+#[tokio::test]
+async fn the_same_request_serialised_differently_is_the_same_request() {
+    let app = spawn_app().await;
+    partner_center_creates(&app, 1, Duration::ZERO).await;
+    let token = app.token_with(&[WRITE_ROLE], serde_json::json!({}));
+    let first = post_with_key(
+        &app,
+        &token,
+        "reserialised",
+        r#"{"qualification":"Education","educationSegment":"K12","website":"contoso.edu"}"#,
+    )
+    .await;
+    assert_eq!(first.status(), 202);
+    let again = post_with_key(
+        &app,
+        &token,
+        "reserialised",
+        "{\n  \"website\": \"contoso.edu\",\n  \"educationSegment\": \"K12\",\n  \"qualification\": \"Education\"\n}",
+    )
+    .await;
+    assert_eq!(again.status(), 202, "the same request, not a reused key");
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+}

@@ -406,3 +406,90 @@ async fn after_the_backoff_entra_is_asked_again() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(list(&app).await, 200);
 }
+
+/// Issue #11, defect 1: Entra's own outage answer is not a revoked refresh token.
+#[tokio::test]
+async fn an_entra_outage_is_transient_honours_retry_after_and_is_not_called_a_refusal() {
+    // Its own tenant, so its log lines are told apart from other tests' (mock servers and
+    // their ports are reused).
+    let tenant = format!("outage-{}.onmicrosoft.com", uuid::Uuid::new_v4().simple());
+    let configured = tenant.clone();
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(move |settings, _| {
+            settings.partner_token.failure_backoff_base_ms = 100;
+            settings.partner_token.tenant_id = configured;
+        })),
+        ..Default::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/{tenant}/oauth2/token")))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("Retry-After", "7")
+                .set_body_json(json!({
+                    "error": "temporarily_unavailable",
+                    "error_description": "AADSTS50033: Retry the request.\r\nTrace ID: x",
+                })),
+        )
+        .expect(1)
+        .mount(&app.entra)
+        .await;
+    let response = app
+        .get("/v1/validation-codes", Some(&app.reader_token()))
+        .await;
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (7..=8).contains(&wait),
+        "Entra's Retry-After is honoured: {wait}"
+    );
+    crate::helpers::assert_problem(response, 503, "partner-token-unavailable").await;
+    let lines: Vec<String> = captured_logs()
+        .lines()
+        .filter(|l| l.contains(&tenant))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("temporarily unavailable")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("refused")),
+        "an outage is not a refusal: {lines:?}"
+    );
+}
+
+/// Issue #11, defect 1: a refusal says which, and what the operator must do.
+#[tokio::test]
+async fn a_refused_refresh_token_is_logged_with_what_the_operator_must_do() {
+    let tenant = format!("mfa-{}.onmicrosoft.com", uuid::Uuid::new_v4().simple());
+    let configured = tenant.clone();
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(move |settings, _| {
+            settings.partner_token.tenant_id = configured;
+        })),
+        ..Default::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_grant",
+            "error_description": "AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication.",
+        })))
+        .mount(&app.entra)
+        .await;
+    let response = app
+        .get("/v1/validation-codes", Some(&app.reader_token()))
+        .await;
+    crate::helpers::assert_problem(response, 503, "partner-token-unavailable").await;
+    assert!(
+        captured_logs()
+            .lines()
+            .any(|l| l.contains(&tenant) && l.contains("multi-factor authentication is required")),
+        "the log names the cause and the remedy"
+    );
+}

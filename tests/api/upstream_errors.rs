@@ -217,3 +217,93 @@ async fn a_redirect_is_reported_not_followed_with_the_token() {
     .await;
     assert_problem(post(&app).await, 502, "upstream-invalid-response").await;
 }
+
+/// Issue #11, defect 8: error bodies that are not objects still make clean problems.
+#[tokio::test]
+async fn error_bodies_that_are_not_objects_become_clean_problems() {
+    // One attempt each, and the breaker kept out of it.
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_center.max_retries = 0;
+            settings.partner_center.breaker_min_calls = settings.partner_center.breaker_window;
+        })),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    let html = "<html><head><title>Bad Gateway</title></head><body><h1>502&nbsp;Bad Gateway</h1></body></html>";
+    /// Partner Center's status, content type and body; the gateway's status, type and
+    /// `upstreamDescription`.
+    type Case<'a> = (u16, &'a str, &'a str, u16, &'a str, Option<&'a str>);
+    let cases: [Case; 8] = [
+        (
+            403,
+            "application/json",
+            r#""Customer tagging denied.""#,
+            403,
+            "upstream-rejected",
+            Some("Customer tagging denied."),
+        ),
+        (
+            404,
+            "text/plain",
+            "No such customer\n",
+            404,
+            "upstream-rejected",
+            Some("No such customer"),
+        ),
+        (409, "text/plain", "", 409, "upstream-rejected", None),
+        (
+            400,
+            "text/html",
+            html,
+            422,
+            "upstream-rejected",
+            Some("Bad Gateway 502 Bad Gateway"),
+        ),
+        (
+            500,
+            "application/json",
+            r#""Internal failure""#,
+            502,
+            "upstream-error",
+            Some("Internal failure"),
+        ),
+        (
+            502,
+            "text/html",
+            html,
+            502,
+            "upstream-error",
+            Some("Bad Gateway 502 Bad Gateway"),
+        ),
+        (504, "text/plain", "", 502, "upstream-error", None),
+        (
+            507,
+            "text/plain",
+            "Insufficient Storage",
+            502,
+            "upstream-error",
+            Some("Insufficient Storage"),
+        ),
+    ];
+    for (n, (status, content_type, body, answered, slug, description)) in cases.iter().enumerate() {
+        let customer = format!("66666666-6666-6666-6666-{n:012}");
+        Mock::given(method("POST"))
+            .and(path(format!("/v1/customers/{customer}/qualifications")))
+            .respond_with(
+                ResponseTemplate::new(*status).set_body_raw(body.as_bytes().to_vec(), content_type),
+            )
+            .mount(&app.partner_center)
+            .await;
+        let response = app
+            .post_qualification(&customer, SOE, Some(&app.writer_token()))
+            .await;
+        let problem = assert_problem(response, *answered, slug).await;
+        assert_eq!(
+            problem["upstreamDescription"].as_str(),
+            *description,
+            "{status} {content_type}: {problem}"
+        );
+    }
+}

@@ -140,3 +140,130 @@ async fn the_bulkhead_bounds_calls_in_flight() {
     assert_problem(second, 503, "upstream-busy").await;
     assert_eq!(calls_seen(&app).await, 1);
 }
+
+/// Issue #11, defect 6: a 5xx outside 500/502/503/504 still counts as Partner Center failing.
+#[tokio::test]
+async fn a_501_counts_against_partner_centers_health() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_center.breaker_window = 1;
+            settings.partner_center.breaker_min_calls = 1;
+            settings.partner_center.breaker_failure_ratio = 1.0;
+        })),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(501))
+        .expect(1)
+        .mount(&app.partner_center)
+        .await;
+    let token = app.writer_token();
+    let first = app.post_qualification(CUSTOMER, SOE, Some(&token)).await;
+    assert_problem(first, 502, "upstream-error").await;
+    let second = app.post_qualification(CUSTOMER, SOE, Some(&token)).await;
+    assert_problem(second, 503, "upstream-circuit-open").await;
+}
+
+/// Issue #11, defect 6: the wait for a bulkhead slot ends with the call's deadline.
+#[tokio::test]
+async fn the_wait_for_a_slot_ends_at_the_calls_deadline() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_center.max_concurrent_calls = 1;
+            settings.partner_center.bulkhead_wait_ms = 10_000;
+            settings.partner_center.call_deadline_ms = 2_500;
+        })),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    let retried = "44444444-4444-4444-4444-444444444444";
+    let holder = "55555555-5555-5555-5555-555555555555";
+    // The retried call's first attempt fails after 1 s; its retry then queues for the slot.
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/customers/{retried}/qualifications")))
+        .respond_with(ResponseTemplate::new(500).set_delay(Duration::from_millis(1_000)))
+        .up_to_n_times(1)
+        .mount(&app.partner_center)
+        .await;
+    // Takes the slot at 1 s and keeps it until its own deadline, 3.4 s.
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/customers/{holder}/qualifications")))
+        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(10)))
+        .mount(&app.partner_center)
+        .await;
+    let token = app.writer_token();
+    let started = std::time::Instant::now();
+    let retried_call = app.post_qualification(retried, SOE, Some(&token));
+    let holding_call = async {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        app.post_qualification(holder, SOE, Some(&token)).await
+    };
+    let (retried_answer, _) = tokio::join!(
+        async {
+            let answer = retried_call.await;
+            (answer, started.elapsed())
+        },
+        holding_call
+    );
+    let (answer, elapsed) = retried_answer;
+    assert_problem(answer, 504, "upstream-timeout").await;
+    assert!(
+        elapsed < Duration::from_millis(3_000),
+        "answered at its 2.5 s deadline, not when the slot came free: {elapsed:?}"
+    );
+}
+
+/// Issue #11, defect 6: the half-open probe is taken right before the attempt, so callers
+/// waiting for a token do not hold it and others are not turned away meanwhile.
+#[tokio::test]
+async fn no_caller_is_turned_away_while_the_probe_only_waits_for_a_token() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_center.breaker_window = 1;
+            settings.partner_center.breaker_min_calls = 1;
+            settings.partner_center.breaker_failure_ratio = 1.0;
+            settings.partner_center.breaker_open_ms = 100;
+            settings.partner_center.max_retries = 0;
+            settings.partner_center.call_deadline_ms = 400;
+        })),
+        ..Default::default()
+    })
+    .await;
+    // A first token that lives half a second, then Entra turns slow.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "short-lived-token", "expires_in": "1",
+        })))
+        .up_to_n_times(1)
+        .mount(&app.entra)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "slow-token", "expires_in": "3600"}))
+                .set_delay(Duration::from_millis(1_500)),
+        )
+        .mount(&app.entra)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&app.partner_center)
+        .await;
+    let token = app.writer_token();
+    let opened = app.post_qualification(CUSTOMER, SOE, Some(&token)).await;
+    assert_problem(opened, 502, "upstream-error").await;
+    // The circuit is half-open and the token gone.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let first = app.post_qualification(CUSTOMER, SOE, Some(&token));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.post_qualification(CUSTOMER, SOE, Some(&token)).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    for answer in [first, second] {
+        assert_problem(answer, 504, "upstream-timeout").await;
+    }
+}

@@ -318,3 +318,78 @@ async fn the_deadline_cuts_retries_short() {
         started.elapsed()
     );
 }
+
+/// Headers promising 200 bytes, 12 of them sent, then the connection closes.
+fn cut_off_answer() -> Vec<u8> {
+    b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"qualifica".to_vec()
+}
+
+fn whole_answer() -> Vec<u8> {
+    let body = r#"{"qualification":"StateOwnedEntity"}"#;
+    format!(
+        "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Issue #11, defect 2: the answer lost mid-body is what the same-MS-RequestId retry is for.
+#[tokio::test]
+async fn an_answer_cut_off_mid_body_is_retried_with_the_same_request_id() {
+    let (url, heads) =
+        crate::helpers::raw_http_server(vec![cut_off_answer(), whole_answer()]).await;
+    let app = spawn_app_with(TestOptions {
+        partner_center_base_url: Some(url),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    let response = app
+        .post_qualification(CUSTOMER, SOE, Some(&app.writer_token()))
+        .await;
+    assert_eq!(response.status(), 202);
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "one retry");
+    let ids: Vec<String> = heads
+        .iter()
+        .map(|h| crate::helpers::ms_request_id(h))
+        .collect();
+    assert!(!ids[0].is_empty());
+    assert_eq!(ids[0], ids[1], "the retry repeats the MS-RequestId");
+}
+
+/// Issue #11, defect 2: a cut-off answer is a failure of Partner Center, for the breaker.
+#[tokio::test]
+async fn answers_cut_off_every_time_are_a_502_and_count_against_partner_center() {
+    let (url, heads) = crate::helpers::raw_http_server(vec![cut_off_answer()]).await;
+    let app = spawn_app_with(TestOptions {
+        partner_center_base_url: Some(url),
+        configure: Some(Box::new(|settings, _| {
+            settings.partner_center.max_retries = 1;
+            settings.partner_center.breaker_window = 2;
+            settings.partner_center.breaker_min_calls = 2;
+            settings.partner_center.breaker_failure_ratio = 1.0;
+        })),
+        ..Default::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token", 1).await;
+    let response = app
+        .post_qualification(CUSTOMER, SOE, Some(&app.writer_token()))
+        .await;
+    let problem = assert_problem(response, 502, "upstream-unreachable").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("broke"),
+        "{problem}"
+    );
+    assert_eq!(heads.lock().unwrap().len(), 2, "tried twice");
+    let next = app
+        .post_qualification(CUSTOMER, SOE, Some(&app.writer_token()))
+        .await;
+    assert_problem(next, 503, "upstream-circuit-open").await;
+    assert_eq!(
+        heads.lock().unwrap().len(),
+        2,
+        "the open circuit spares Partner Center"
+    );
+}
