@@ -174,6 +174,9 @@ impl RootSpanBuilder for GatewayRootSpan {
             caller_issuer = tracing::field::Empty,
             caller_app = tracing::field::Empty,
             caller_name = tracing::field::Empty,
+            ms_request_id = tracing::field::Empty,
+            upstream_status = tracing::field::Empty,
+            upstream_attempts = tracing::field::Empty,
         );
         drop(connection);
         join_exported_trace(request, &span);

@@ -260,8 +260,10 @@ impl PartnerCenterClient {
             ms_request_id = %call.request_id,
             ms_correlation_id = %call.correlation_id,
             attempts = tracing::field::Empty,
+            status = tracing::field::Empty,
         );
         let deadline = Instant::now() + self.retry.deadline;
+        let request_id = call.request_id;
         let attempts = AtomicU32::new(0);
         let token_refreshed = AtomicBool::new(false);
         let outgoing = Outgoing {
@@ -296,7 +298,18 @@ impl PartnerCenterClient {
             })
             .instrument(span.clone())
             .await;
-        span.record("attempts", attempts.load(Ordering::Relaxed));
+        let attempts = attempts.load(Ordering::Relaxed);
+        span.record("attempts", attempts);
+        // On the request's own span, so its one access line says what Partner Center did.
+        let request_span = tracing::Span::current();
+        request_span.record("ms_request_id", tracing::field::display(request_id));
+        request_span.record("upstream_attempts", attempts);
+        if let Some(status) = match &result {
+            Ok((status, _)) => Some(status.as_u16()),
+            Err(error) => error.upstream_status(),
+        } {
+            request_span.record("upstream_status", status);
+        }
         result
     }
 
@@ -432,12 +445,14 @@ impl PartnerCenterClient {
                 }
             }
         })?;
-        tracing::info!(
+        // Debug only: the request's access line carries the outcome once.
+        tracing::debug!(
             attempt = number,
             status = status.as_u16(),
             elapsed_ms,
             "Partner Center answered {status}"
         );
+        tracing::Span::current().record("status", status.as_u16());
         interpret(status, retry_after, &bytes).map(|answer| (status, answer))
     }
 

@@ -248,7 +248,8 @@ async fn request_qualification(
             ApiError::upstream(e, correlation_id, request_id)
         })?;
     audit.upstream_status = Some(upstream_status.as_u16());
-    tracing::info!(
+    // The audit record and the access line say the rest.
+    tracing::debug!(
         customer = %customer,
         qualification = request.qualification().as_str(),
         vetting_status = status.vetting_status.as_ref().map(|s| s.as_str()),

@@ -245,6 +245,14 @@ async fn lines_inside_a_request_carry_the_ids_but_not_the_request_fields() {
     let access: Vec<_> = lines.iter().filter(|l| l["target"] == "access").collect();
     assert_eq!(access.len(), 1, "{lines:?}");
     assert_eq!(access[0]["caller"], "caller-subject");
+    let sent = &app.partner_center.received_requests().await.unwrap()[0];
+    assert_eq!(
+        access[0]["ms_request_id"],
+        sent.headers["ms-requestid"].to_str().unwrap(),
+        "the access line says what Partner Center was asked and answered"
+    );
+    assert_eq!(access[0]["upstream_status"], 200);
+    assert_eq!(access[0]["upstream_attempts"], 1);
     let inner: Vec<_> = lines.iter().filter(|l| l["target"] != "access").collect();
     assert!(
         !inner.is_empty(),
