@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""The parts of bench/run that are easier in Python than in bash.
+
+  ports N                 print N free loopback ports
+  mint DIR                an RS256 key, its JWKS (DIR/jwks.json) and a caller token (DIR/token)
+  spawn ... -- CMD...     start the gateway, time it to its first /readyz 200, then stay its
+                          parent until it exits (so bench/run can stop and reap it cleanly)
+  cold ...                1,000 concurrent first POSTs to a fresh gateway
+  report ...              the report, from the runs bench/run recorded
+
+Only the standard library, except `mint` (pyjwt + cryptography, from target/bench-venv).
+Every loop here is bounded in count and in time.
+"""
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ISSUER = "https://bench.example/issuer"
+AUDIENCE = "api://partner-gateway-bench"
+KID = "bench-key-1"
+
+
+# ----------------------------------------------------------------------------- ports
+def cmd_ports(args):
+    # Hold all the sockets at once so the N ports are distinct; the kernel does not hand an
+    # ephemeral port straight back out, so the short window until they are bound is harmless.
+    socks = []
+    try:
+        for _ in range(args.n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        print(" ".join(str(s.getsockname()[1]) for s in socks))
+    finally:
+        for s in socks:
+            s.close()
+
+
+# ----------------------------------------------------------------------------- mint
+def cmd_mint(args):
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid=KID, use="sig", alg="RS256")
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "bench-caller",
+        "oid": "bench-caller",
+        "roles": ["Qualifications.ReadWrite"],
+        "iat": now,
+        "exp": now + 7200,
+    }
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": KID})
+
+    os.makedirs(args.dir, exist_ok=True)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write(os.path.join(args.dir, "caller-key.pem"), pem, 0o600)
+    # World-readable: nginx's workers (user nobody) serve it.
+    _write(os.path.join(args.dir, "jwks.json"), json.dumps({"keys": [jwk]}).encode(), 0o644)
+    _write(os.path.join(args.dir, "token"), token.encode(), 0o600)
+
+
+def _write(path, data, mode):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+# ----------------------------------------------------------------------------- spawn
+def cmd_spawn(args):
+    """Spawn the gateway, poll /readyz every ~2 ms (10 s at most), write the result, then wait.
+
+    The clock starts right before the process is created, so the time includes the exec,
+    settings, the bind and the JWKS fetch: what an orchestrator's readiness probe would see.
+    """
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    with open(args.log, "ab") as out, open(args.errlog, "ab") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    _write_atomically(args.pidfile, f"{proc.pid}\n")
+
+    # Whoever stops us stops the gateway: pass the usual signals on.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda s, _f: proc.send_signal(s))
+
+    result = poll_ready(proc, args.host, args.port, t0, limit_s=10.0, interval_s=0.002)
+    _write_atomically(args.ready_out, json.dumps(result) + "\n")
+    # Stay the parent until the gateway exits: bench/run bounds how long that takes.
+    sys.exit(proc.wait())
+
+
+def poll_ready(proc, host, port, t0, limit_s, interval_s):
+    first_answer_ms = None
+    attempts = 0
+    max_attempts = int(limit_s / interval_s) + 1  # the count bound; the time bound is below
+    while attempts < max_attempts:
+        elapsed = time.perf_counter() - t0
+        if elapsed > limit_s:
+            break
+        if proc.poll() is not None:
+            return {"ok": False, "why": f"gateway exited with {proc.returncode}", "attempts": attempts}
+        attempts += 1
+        conn = http.client.HTTPConnection(host, port, timeout=0.5)
+        try:
+            conn.request("GET", "/readyz")
+            resp = conn.getresponse()
+            resp.read()
+            now_ms = (time.perf_counter() - t0) * 1000
+            if first_answer_ms is None:
+                first_answer_ms = now_ms
+            if resp.status == 200:
+                return {
+                    "ok": True,
+                    "ready_ms": round(now_ms, 2),
+                    "first_answer_ms": round(first_answer_ms, 2),
+                    "attempts": attempts,
+                }
+        except OSError:
+            pass  # not listening yet
+        finally:
+            conn.close()
+        time.sleep(interval_s)
+    return {"ok": False, "why": f"no /readyz 200 within {limit_s} s", "attempts": attempts}
+
+
+def _write_atomically(path, text):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- cold
+def cmd_cold(args):
+    """Open N connections first, then send every request at once: N concurrent first POSTs."""
+    with open(args.token) as f:
+        token = f.read().strip()
+    body = b'{"qualification":"StateOwnedEntity"}'
+    request = (
+        f"POST {args.path} HTTP/1.1\r\n"
+        f"Host: {args.host}:{args.port}\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+    try:
+        result = asyncio.run(asyncio.wait_for(_cold(args, request), timeout=args.timeout))
+    except asyncio.TimeoutError:
+        result = {"ok": False, "why": f"not done within {args.timeout} s"}
+    print(json.dumps(result))
+
+
+async def _cold(args, request):
+    opened = await asyncio.gather(
+        *(asyncio.open_connection(args.host, args.port) for _ in range(args.n)),
+        return_exceptions=True,
+    )
+    conns = [c for c in opened if not isinstance(c, BaseException)]
+    connect_errors = len(opened) - len(conns)
+
+    t0 = time.perf_counter()
+    for _reader, writer in conns:
+        writer.write(request)
+    await asyncio.gather(*(w.drain() for _r, w in conns), return_exceptions=True)
+    sent_ms = (time.perf_counter() - t0) * 1000
+
+    async def status_of(reader, writer):
+        try:
+            # Until EOF (we asked for Connection: close); an answer is a few hundred bytes,
+            # so 64 reads is plenty, and the whole burst is under asyncio.wait_for anyway.
+            data = b""
+            for _ in range(64):
+                more = await reader.read(65536)
+                if not more:
+                    break
+                data += more
+            line = data.split(b"\r\n", 1)[0].split()
+            return int(line[1]) if len(line) >= 2 else "no-answer"
+        finally:
+            writer.close()
+
+    statuses = await asyncio.gather(*(status_of(r, w) for r, w in conns), return_exceptions=True)
+    done_ms = (time.perf_counter() - t0) * 1000
+    counts = {}
+    for s in statuses:
+        key = str(s) if not isinstance(s, BaseException) else type(s).__name__
+        counts[key] = counts.get(key, 0) + 1
+    return {
+        "ok": True,
+        "requests": args.n,
+        "connect_errors": connect_errors,
+        "statuses": counts,
+        "accepted_202": counts.get("202", 0),
+        "all_sent_ms": round(sent_ms, 1),
+        "all_answered_ms": round(done_ms, 1),
+    }
+
+
+# ----------------------------------------------------------------------------- report
+TARGETS = ("direct", "proxy", "gateway")  # the order they run in, and are unpacked in
+LABEL = {"direct": "direct (stand-in)", "proxy": "nginx-proxy", "gateway": "gateway"}
+
+
+def _med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _fmt(v, spec=".0f", none="n/a"):
+    return none if v is None else format(v, spec)
+
+
+def cmd_report(args):
+    runs = [json.loads(line) for line in open(args.results) if line.strip()]
+    meta = {}
+    with open(args.meta) as f:
+        for line in f:
+            if "=" in line:
+                k, v = line.rstrip("\n").split("=", 1)
+                meta[k] = v
+    ready = [json.loads(line) for line in open(args.ready) if line.strip()]
+    cold = json.load(open(args.cold))
+
+    # (method, conc) phases in the order they ran.
+    phases = []
+    for r in runs:
+        key = (r["method"], r["conc"])
+        if key not in phases:
+            phases.append(key)
+
+    groups = {}
+    for r in runs:
+        w = r["wrk"]
+        secs = w["duration_us"] / 1e6
+        r["rps"] = w["requests"] / secs if secs > 0 else 0.0
+        groups.setdefault((r["method"], r["conc"], r["target"]), []).append(r)
+
+    def summary(method, conc, target):
+        rs = groups.get((method, conc, target), [])
+        if not rs:
+            return None
+        return {
+            "rounds": [r["rps"] for r in rs],
+            "rps": _med([r["rps"] for r in rs]),
+            "p50_ms": _med([r["wrk"]["p50_us"] / 1000 for r in rs]),
+            "p99_ms": _med([r["wrk"]["p99_us"] / 1000 for r in rs]),
+            "max_ms": max(r["wrk"]["max_us"] / 1000 for r in rs),
+            "sock_err": sum(r["wrk"][k] for r in rs for k in ("connect", "read", "write", "timeout")),
+            "non2xx": sum(r["wrk"]["non2xx"] for r in rs),
+            "requests": sum(r["wrk"]["requests"] for r in rs),
+            "cpu": {
+                role: _med([r["cpu_pct"][role] for r in rs])
+                for role in ("standin", "proxy", "gateway", "wrk", "machine")
+            },
+            "log_bytes_per_req": _med(
+                [r["gw_log_bytes"] / r["wrk"]["requests"] for r in rs if r["wrk"]["requests"]]
+            ),
+        }
+
+    out = []
+    p = out.append
+    p(f"# partner-gateway benchmark, {meta.get('date', '?')}")
+    p("")
+    p(f"- command: `{meta.get('command', '?')}`")
+    p(f"- machine: {meta.get('nproc', '?')} CPUs (`nproc`), {meta.get('cpu_model', '?')}, "
+      f"kernel {meta.get('kernel', '?')}")
+    p(f"- gateway: work tree at {meta.get('gateway_rev', '?')}, binary sha256 {meta.get('gateway_sha256', '?')[:16]}…, "
+      f"{meta.get('gateway_workers', '?')}; extra env: `{meta.get('gateway_extra_env') or '(none)'}`")
+    p(f"- tools: {meta.get('nginx_version', '?')}, {meta.get('wrk_version', '?')}; "
+      f"wrk -t2 --latency, {meta.get('rounds', '?')} round(s) × {meta.get('duration', '?')} s "
+      f"per target, {meta.get('warmup', '?')} s warm-up before each, targets interleaved")
+    p("- all three servers, wrk and this script share the same CPUs; CPU% below is of one CPU "
+      "(200 % = both), machine % is of the whole machine")
+    p("")
+
+    for method, conc in phases:
+        p(f"## {method} c={conc}")
+        p("")
+        p("| target | req/s (median) | req/s per round | p50 ms | p99 ms | max ms | socket errors | non-2xx "
+          "| CPU% stand-in | CPU% proxy | CPU% gateway | CPU% wrk | machine % |")
+        p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for t in TARGETS:
+            s = summary(method, conc, t)
+            if s is None:
+                continue
+            c = s["cpu"]
+            p(f"| {LABEL[t]} | {_fmt(s['rps'])} | {', '.join(_fmt(x) for x in s['rounds'])} "
+              f"| {_fmt(s['p50_ms'], '.2f')} | {_fmt(s['p99_ms'], '.2f')} | {_fmt(s['max_ms'], '.1f')} "
+              f"| {s['sock_err']} | {s['non2xx']} "
+              f"| {_fmt(c['standin'])} | {_fmt(c['proxy'])} | {_fmt(c['gateway'])} | {_fmt(c['wrk'])} "
+              f"| {_fmt(c['machine'])} |")
+        d, px, g = (summary(method, conc, t) for t in TARGETS)
+        if g and px and px["rps"]:
+            p("")
+            p(f"- gateway / nginx-proxy req/s: **{g['rps'] / px['rps']:.2f}×**")
+        if g and d:
+            p(f"- gateway p99 − direct p99: **{g['p99_ms'] - d['p99_ms']:+.2f} ms**")
+        if g and px:
+            p(f"- stand-in CPU during the gateway runs {_fmt(g['cpu']['standin'])} %, during the proxy runs "
+              f"{_fmt(px['cpu']['standin'])} % of its one worker (100 % would make it the bottleneck); "
+              f"machine {_fmt(g['cpu']['machine'])} % busy during the gateway runs")
+        if g and g["log_bytes_per_req"] is not None:
+            p(f"- gateway.log: {g['log_bytes_per_req']:.0f} bytes per request")
+        p("")
+
+    hwm_256 = float(meta["vmhwm_kib_after_256"]) / 1024 if meta.get("vmhwm_kib_after_256") else None
+    hwm_end = float(meta["vmhwm_kib_end"]) / 1024 if meta.get("vmhwm_kib_end") else None
+    hwm_cold = float(meta["vmhwm_kib_cold"]) / 1024 if meta.get("vmhwm_kib_cold") else None
+    ready_ms = [r["ready_ms"] for r in ready if r.get("ok")]
+    first_ms = [r["first_answer_ms"] for r in ready if r.get("ok")]
+    ready_med = _med(ready_ms)
+    log_size = int(meta.get("gateway_log_bytes", "0"))
+    token_calls = int(meta.get("cold_token_calls", "-1"))
+
+    p("## Gateway process")
+    p("")
+    p(f"- peak RSS (VmHWM) after the c=256 runs: **{_fmt(hwm_256, '.1f')} MiB**; at the end: "
+      f"{_fmt(hwm_end, '.1f')} MiB; the cold-burst instance after its 1,000 POSTs: {_fmt(hwm_cold, '.1f')} MiB")
+    p(f"- readiness (spawn → first /readyz 200, polled every 2 ms), per start: "
+      f"**{', '.join(_fmt(x, '.1f') for x in ready_ms) or 'n/a'} ms** (median {_fmt(ready_med, '.1f')}); "
+      f"first HTTP answer at {', '.join(_fmt(x, '.1f') for x in first_ms)} ms")
+    p(f"- 1,000 concurrent first POSTs on a fresh gateway: **{token_calls} token-endpoint call(s)**, "
+      f"{cold.get('accepted_202', 0)} × 202 (statuses {json.dumps(cold.get('statuses', {}))}, "
+      f"{cold.get('connect_errors', '?')} connect errors, all answered in {cold.get('all_answered_ms', '?')} ms)")
+    p(f"- gateway.log: {log_size / 1048576:.1f} MiB in all ({log_size} bytes, every start and warm-up "
+      f"included); per measured request: "
+      + ", ".join(
+          f"{m} c={c} {_fmt(summary(m, c, 'gateway')['log_bytes_per_req'], '.0f')} B"
+          for m, c in phases
+          if summary(m, c, "gateway")
+      ))
+    p("")
+
+    def check(name, ok, detail):
+        status = "n/a " if ok is None else ("PASS" if ok else "MISS")
+        p(f"| {status} | {name} | {detail} |")
+
+    p("## Targets")
+    p("")
+    p("| | target | measured |")
+    p("|---|---|---|")
+    for method in ("POST", "GET"):
+        d, px, g = (summary(method, 64, t) for t in TARGETS)
+        if not (g and px and d):
+            continue
+        tag = "" if method == "POST" else " (GET listing)"
+        ratio = g["rps"] / px["rps"] if px["rps"] else None
+        check(f"gateway ≥ 1.0× nginx-proxy req/s at c=64{tag}", ratio is not None and ratio >= 1.0,
+              f"{_fmt(ratio, '.2f')}× ({_fmt(g['rps'])} vs {_fmt(px['rps'])} req/s)")
+        delta = g["p99_ms"] - d["p99_ms"]
+        check(f"gateway p99 ≤ direct p99 + 1 ms at c=64{tag}", delta <= 1.0,
+              f"{g['p99_ms']:.2f} ms vs {d['p99_ms']:.2f} ms ({delta:+.2f} ms)")
+    check("peak RSS ≤ 32 MiB at c=256", None if hwm_256 is None else hwm_256 <= 32.0,
+          f"{_fmt(hwm_256, '.1f')} MiB")
+    check("ready ≤ 50 ms", None if ready_med is None else ready_med <= 50.0,
+          f"median {_fmt(ready_med, '.1f')} ms of {len(ready_ms)} start(s)")
+    check("1 token call for 1,000 cold requests", token_calls == 1,
+          f"{token_calls} call(s), {cold.get('accepted_202', 0)}/1000 × 202")
+    p("")
+    p(f"Wall time: {meta.get('wall_s', '?')} s (measurement, build excluded: {meta.get('measure_s', '?')} s).")
+
+    text = "\n".join(out) + "\n"
+    with open(args.out, "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+
+
+# ----------------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ports")
+    s.add_argument("n", type=int)
+    s.set_defaults(func=cmd_ports)
+
+    s = sub.add_parser("mint")
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_mint)
+
+    s = sub.add_parser("spawn")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--log", required=True)
+    s.add_argument("--errlog", required=True)
+    s.add_argument("--pidfile", required=True)
+    s.add_argument("--ready-out", required=True)
+    s.add_argument("cmd", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_spawn)
+
+    s = sub.add_parser("cold")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--path", required=True)
+    s.add_argument("--token", required=True)
+    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--timeout", type=float, default=60.0)
+    s.set_defaults(func=cmd_cold)
+
+    s = sub.add_parser("report")
+    s.add_argument("--results", required=True)
+    s.add_argument("--meta", required=True)
+    s.add_argument("--ready", required=True)
+    s.add_argument("--cold", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_report)
+
+    args = ap.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
