@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
@@ -30,14 +30,23 @@ use crate::partner_center::UpstreamError;
 
 pub const AUDIT_TARGET: &str = "audit";
 
-/// The operations that change state upstream, each with the action name its records carry.
-fn audited_action(method: &Method, path: &str) -> Option<&'static str> {
-    thread_local! {
-        static QUALIFICATIONS: ResourceDef =
-            ResourceDef::new("/v1/customers/{customerId}/qualifications");
+/// The operations that change state upstream, by method and route template, each with the
+/// action name its records carry.
+const AUDITED: [(Method, &str, &str); 1] = [(
+    Method::POST,
+    "/v1/customers/{customerId}/qualifications",
+    "qualification.request",
+)];
+
+fn audited_action(request: &ServiceRequest) -> Option<&'static str> {
+    if request.method() != Method::POST {
+        return None;
     }
-    (method == Method::POST && QUALIFICATIONS.with(|def| def.is_match(path)))
-        .then_some("qualification.request")
+    let route = crate::routes::matched_route(request.request())?;
+    AUDITED
+        .iter()
+        .find(|(method, template, _)| method == request.method() && *template == &*route)
+        .map(|(_, _, action)| *action)
 }
 
 /// What the handler learned on the way, for the record; left in the request's extensions.
@@ -168,7 +177,7 @@ pub async fn audit_middleware(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let Some(action) = audited_action(request.method(), request.path()) else {
+    let Some(action) = audited_action(&request) else {
         return next.call(request).await;
     };
     let log = request.app_data::<web::Data<AuditLog>>().cloned();

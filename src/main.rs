@@ -6,6 +6,9 @@ use partner_gateway::lifecycle::shut_down_on_signals;
 use partner_gateway::startup::Application;
 use partner_gateway::telemetry::{TraceExport, get_subscriber_with_export, init_subscriber};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An internal gateway in front of Microsoft Partner Center's customer qualification API.
 #[derive(Parser)]
 #[command(version)]

@@ -345,7 +345,7 @@ pub async fn record_requests(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let response = next.call(request).await?;
-    let route = response.request().match_pattern();
+    let route = crate::routes::matched_route(response.request());
     metrics.record_request(
         route.as_deref().unwrap_or("unmatched"),
         method.as_str(),

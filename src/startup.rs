@@ -21,7 +21,7 @@ use crate::cors::{cors, cors_refusal_as_problem};
 use crate::idempotency::IdempotencyStore;
 use crate::lifecycle::{Lifecycle, close_connections_while_draining};
 use crate::metrics::{LiveValues, Metrics, ScrapeGauge, ScrapeState, record_requests};
-use crate::partner_center::{PartnerCenterClient, TokenProvider};
+use crate::partner_center::{PartnerCenterClient, PerThreadClient, TokenProvider};
 use crate::rate_limit::CallerRateLimiter;
 use crate::routes;
 use crate::sandbox::Sandbox;
@@ -66,17 +66,23 @@ impl Application {
         };
         let (metrics, mut registry) = Metrics::new();
 
-        // One HTTP client for every upstream: Partner Center, Entra and the JWKS endpoint
-        // (Entra's and the key fetches' calls set shorter timeouts of their own).
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.partner_center.connect_timeout())
-            .timeout(settings.partner_center.request_timeout())
-            .user_agent(concat!("partner-gateway/", env!("CARGO_PKG_VERSION")))
-            // A redirect from Partner Center or Entra is an answer to report, not to follow
-            // with a bearer token.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("cannot build the HTTP client")?;
+        // One HTTP client for Entra and the JWKS endpoint (their calls set shorter timeouts of
+        // their own); Partner Center's calls get one per worker thread, alike.
+        let (connect_timeout, request_timeout) = (
+            settings.partner_center.connect_timeout(),
+            settings.partner_center.request_timeout(),
+        );
+        let build_http = move || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .timeout(request_timeout)
+                .user_agent(concat!("partner-gateway/", env!("CARGO_PKG_VERSION")))
+                // A redirect from Partner Center or Entra is an answer to report, not to
+                // follow with a bearer token.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+        };
+        let http = build_http().context("cannot build the HTTP client")?;
         let tokens = Arc::new(TokenProvider::new(
             http.clone(),
             &settings.partner_token,
@@ -91,7 +97,7 @@ impl Application {
         let lifecycle = Lifecycle::default();
         let state = web::Data::new(AppState {
             partner_center: PartnerCenterClient::new(
-                http.clone(),
+                PerThreadClient::new(http.clone(), build_http),
                 &settings.partner_center,
                 tokens.clone(),
                 metrics.clone(),

@@ -11,7 +11,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{Error, HttpMessage};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::field::{Field, Visit};
@@ -115,6 +115,8 @@ where
             registry.with(
                 tracing_subscriber::fmt::layer()
                     .event_format(CompactJson)
+                    .fmt_fields(NoFields)
+                    .with_ansi(false)
                     .with_writer(sink),
             ),
         ),
@@ -154,8 +156,9 @@ impl RootSpanBuilder for GatewayRootSpan {
                     .unwrap_or_default(),
             )
         };
+        // Before connection_info(), whose answer holds the extensions borrowed.
+        let route = crate::routes::matched_route(request.request());
         let connection = request.connection_info();
-        let route = request.match_pattern();
         let span = tracing::info_span!(
             REQUEST_SPAN,
             http.method = %request.method(),
@@ -276,8 +279,9 @@ fn query_parameter_names(query: &str) -> Option<String> {
     Some(names.join(","))
 }
 
-/// A span's fields as JSON, kept in its extensions for the formatter.
-struct SpanFields(Map<String, Value>);
+/// A span's fields as JSON, kept in its extensions for the formatter (a short list: a map
+/// would allocate a key per field).
+struct SpanFields(Vec<(&'static str, Value)>);
 
 /// Records every span's fields (and later `record`s) so lines can be written from them.
 struct SpanFieldsLayer;
@@ -293,7 +297,7 @@ where
         ctx: Context<'_, S>,
     ) {
         if let Some(span) = ctx.span(id) {
-            let mut fields = Map::new();
+            let mut fields = Vec::with_capacity(attrs.metadata().fields().len());
             attrs.record(&mut JsonVisitor(&mut fields));
             span.extensions_mut().insert(SpanFields(fields));
         }
@@ -313,27 +317,59 @@ where
     }
 }
 
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+/// Collects fields as (name, JSON value); a field recorded again replaces its value.
+struct JsonVisitor<'a>(&'a mut Vec<(&'static str, Value)>);
+
+impl JsonVisitor<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        match self.0.iter_mut().find(|(existing, _)| *existing == name) {
+            Some((_, slot)) => *slot = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
 
 impl Visit for JsonVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.put(field, Value::from(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.put(field, Value::from(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.put(field, Value::from(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.put(field, Value::from(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.put(field, Value::from(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), Value::from(format!("{value:?}")));
+        self.put(field, Value::from(format!("{value:?}")));
+    }
+}
+
+/// Span fields are kept by [`SpanFieldsLayer`]; the fmt layer's own copy is not needed.
+struct NoFields;
+
+impl<'writer> FormatFields<'writer> for NoFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _: Writer<'writer>,
+        _: R,
+    ) -> fmt::Result {
+        Ok(())
+    }
+}
+
+/// One log line's entries, written as a JSON object in order.
+struct Line<'a>(Vec<(&'a str, &'a Value)>);
+
+impl serde::Serialize for Line<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
     }
 }
 
@@ -353,38 +389,43 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let metadata = event.metadata();
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            Value::from(
-                OffsetDateTime::now_utc()
-                    .format(&Rfc3339)
-                    .unwrap_or_default(),
-            ),
+        let timestamp = Value::from(
+            OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
         );
-        line.insert("level".into(), Value::from(metadata.level().as_str()));
-        line.insert("target".into(), Value::from(metadata.target()));
-        event.record(&mut JsonVisitor(&mut line));
+        let level = Value::from(metadata.level().as_str());
+        let target = Value::from(metadata.target());
+        let mut own = Vec::with_capacity(metadata.fields().len());
+        event.record(&mut JsonVisitor(&mut own));
         let is_access_line = metadata.target() == ACCESS_TARGET;
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let extensions = span.extensions();
-                let Some(SpanFields(fields)) = extensions.get::<SpanFields>() else {
-                    continue;
-                };
-                let request_span = span.name() == REQUEST_SPAN;
-                for (name, value) in fields {
-                    let wanted = !request_span
-                        || is_access_line
-                        || name == "correlation_id"
-                        || name == "trace_id";
-                    if wanted && !line.contains_key(name) {
-                        line.insert(name.clone(), value.clone());
-                    }
+        // The spans' fields, outermost first; a span's extensions stay borrowed while written.
+        let spans: Vec<_> = ctx
+            .event_scope()
+            .map(|scope| scope.from_root().collect())
+            .unwrap_or_default();
+        let extensions: Vec<_> = spans.iter().map(|span| span.extensions()).collect();
+        let mut line: Vec<(&str, &Value)> = Vec::with_capacity(own.len() + 24);
+        line.push(("timestamp", &timestamp));
+        line.push(("level", &level));
+        line.push(("target", &target));
+        line.extend(own.iter().map(|(name, value)| (*name, value)));
+        for (span, extensions) in spans.iter().zip(&extensions) {
+            let Some(SpanFields(fields)) = extensions.get::<SpanFields>() else {
+                continue;
+            };
+            let request_span = span.name() == REQUEST_SPAN;
+            for (name, value) in fields {
+                let wanted = !request_span
+                    || is_access_line
+                    || *name == "correlation_id"
+                    || *name == "trace_id";
+                if wanted && !line.iter().any(|(existing, _)| existing == name) {
+                    line.push((name, value));
                 }
             }
         }
-        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        let text = serde_json::to_string(&Line(line)).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")
     }
 }

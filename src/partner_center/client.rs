@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::breaker::{BreakerSettings, CircuitBreaker, Outcome};
 use super::wire::{WireError, WireQualification, WireQualificationList, WireValidationCodeList};
-use super::{AccessToken, TokenProvider, UpstreamError};
+use super::{AccessToken, PerThreadClient, TokenProvider, UpstreamError};
 use crate::configuration::{PartnerCenterSettings, UpstreamContract};
 use crate::domain::{
     CorrelationId, CustomerId, PartnerValidationCode, Qualification, QualificationRequest,
@@ -45,7 +45,7 @@ impl UpstreamCall {
 }
 
 pub struct PartnerCenterClient {
-    http: reqwest::Client,
+    http: PerThreadClient,
     base_url: String,
     contract: UpstreamContract,
     locale: HeaderValue,
@@ -129,7 +129,7 @@ struct CreateQualificationBody<'a> {
 
 impl PartnerCenterClient {
     pub fn new(
-        http: reqwest::Client,
+        http: PerThreadClient,
         settings: &PartnerCenterSettings,
         tokens: Arc<TokenProvider>,
         metrics: Metrics,
@@ -385,6 +385,7 @@ impl PartnerCenterClient {
         let cut_short = remaining < self.request_timeout;
         let mut request = self
             .http
+            .get()
             .request(method.clone(), format!("{}{path}", self.base_url))
             .headers(self.headers(call, token.authorization_header()))
             .timeout(self.request_timeout.min(remaining));

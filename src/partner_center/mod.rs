@@ -3,9 +3,11 @@
 mod breaker;
 mod client;
 mod error;
+mod http;
 mod token;
 mod wire;
 
 pub use client::{PartnerCenterClient, UpstreamCall};
 pub use error::UpstreamError;
+pub use http::PerThreadClient;
 pub use token::{AccessToken, TokenError, TokenProvider};

@@ -3,16 +3,31 @@
 //! document, so the two cannot drift. `HEAD` is served wherever `GET` is (RFC 9110 §9.1):
 //! [`head_as_get`] routes it as a `GET` and actix-web leaves the body out.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use crate::correlation::correlation_id_of;
 use crate::error::{ApiError, ApiErrorKind, allow_header};
+
+/// The route template a request matches (`/v1/customers/{customerId}/qualifications`),
+/// worked out once per request (it runs the router's patterns) and kept in its extensions
+/// for the log line, the metrics and the audit.
+pub fn matched_route(request: &HttpRequest) -> Option<Rc<str>> {
+    #[derive(Clone)]
+    struct MatchedRoute(Option<Rc<str>>);
+    if let Some(known) = request.extensions().get::<MatchedRoute>() {
+        return known.0.clone();
+    }
+    let route: Option<Rc<str>> = request.match_pattern().map(Rc::from);
+    request.extensions_mut().insert(MatchedRoute(route.clone()));
+    route
+}
 
 /// Every served path (as segments, `{param}` matching any one) and its methods.
 pub struct RouteTable {

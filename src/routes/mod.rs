@@ -9,7 +9,7 @@ mod validation_codes;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
-pub use fallback::{RouteTable, fallback, head_as_get};
+pub use fallback::{RouteTable, fallback, head_as_get, matched_route};
 pub use openapi::{ApiDoc, openapi_document, served_document};
 
 /// The documented API: every route registered here is in the OpenAPI document, and only these.
