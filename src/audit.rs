@@ -228,9 +228,11 @@ fn record_of<B>(
             }
             _ => None,
         }),
-        caller_issuer: caller.as_ref().map(|c| c.issuer.clone()),
-        caller: caller.as_ref().map(|c| c.subject.clone()),
-        caller_app: caller.as_ref().and_then(|c| c.app_id.clone()),
+        caller_issuer: caller.as_ref().map(|c| c.issuer.to_string()),
+        caller: caller.as_ref().map(|c| c.subject.to_string()),
+        caller_app: caller
+            .as_ref()
+            .and_then(|c| c.app_id.as_deref().map(str::to_owned)),
         customer_id: details.customer_id,
         qualification: details.qualification,
         validation_code: details.validation_code,

@@ -101,7 +101,7 @@ impl Application {
                 &settings.partner_center,
                 tokens.clone(),
                 metrics.clone(),
-            ),
+            )?,
             max_body_bytes: settings.server.max_body_bytes,
             idempotency: IdempotencyStore::new(
                 Duration::from_secs(settings.idempotency.ttl_secs),

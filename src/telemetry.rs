@@ -101,8 +101,17 @@ where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     use opentelemetry::trace::TracerProvider as _;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| default_level.to_owned());
+    // Per-target levels are a static filter, with no per-span bookkeeping on the hot path;
+    // only directives that need it (span or field filters) get an EnvFilter.
+    let filter: Box<dyn Layer<Registry> + Send + Sync> =
+        match directives.parse::<tracing_subscriber::filter::Targets>() {
+            Ok(targets) => Box::new(targets),
+            Err(_) => Box::new(EnvFilter::new(&directives)),
+        };
     let otel = export.map(|export| {
         tracing_opentelemetry::layer().with_tracer(export.provider.tracer("partner-gateway"))
     });
@@ -279,9 +288,52 @@ fn query_parameter_names(query: &str) -> Option<String> {
     Some(names.join(","))
 }
 
-/// A span's fields as JSON, kept in its extensions for the formatter (a short list: a map
-/// would allocate a key per field).
-struct SpanFields(Vec<(&'static str, Value)>);
+/// A span's fields, each value already encoded as JSON text, kept in its extensions so a
+/// line is written by copying them (a short list: a map would allocate a key per field).
+struct SpanFields(Fields);
+
+/// Field names with their JSON-encoded values; a field recorded again replaces its value.
+#[derive(Default)]
+struct Fields(Vec<(&'static str, String)>);
+
+impl Fields {
+    fn put(&mut self, name: &'static str, encode: impl FnOnce(&mut String)) {
+        let mut json = String::new();
+        encode(&mut json);
+        match self.0.iter_mut().find(|(existing, _)| *existing == name) {
+            Some((_, slot)) => *slot = json,
+            None => self.0.push((name, json)),
+        }
+    }
+}
+
+/// `value` as a JSON string (RFC 8259 §7: quote, backslash and control characters escaped),
+/// straight into `out`.
+fn push_json_str(out: &mut String, value: &str) {
+    out.reserve(value.len() + 2);
+    out.push('"');
+    let mut clean_from = 0;
+    for (at, byte) in value.bytes().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&value[clean_from..at]);
+        if escaped.is_empty() {
+            out.push_str(&format!("\\u{byte:04x}"));
+        } else {
+            out.push_str(escaped);
+        }
+        clean_from = at + 1;
+    }
+    out.push_str(&value[clean_from..]);
+    out.push('"');
+}
 
 /// Records every span's fields (and later `record`s) so lines can be written from them.
 struct SpanFieldsLayer;
@@ -297,7 +349,7 @@ where
         ctx: Context<'_, S>,
     ) {
         if let Some(span) = ctx.span(id) {
-            let mut fields = Vec::with_capacity(attrs.metadata().fields().len());
+            let mut fields = Fields(Vec::with_capacity(attrs.metadata().fields().len()));
             attrs.record(&mut JsonVisitor(&mut fields));
             span.extensions_mut().insert(SpanFields(fields));
         }
@@ -317,37 +369,33 @@ where
     }
 }
 
-/// Collects fields as (name, JSON value); a field recorded again replaces its value.
-struct JsonVisitor<'a>(&'a mut Vec<(&'static str, Value)>);
-
-impl JsonVisitor<'_> {
-    fn put(&mut self, field: &Field, value: Value) {
-        let name = field.name();
-        match self.0.iter_mut().find(|(existing, _)| *existing == name) {
-            Some((_, slot)) => *slot = value,
-            None => self.0.push((name, value)),
-        }
-    }
-}
+struct JsonVisitor<'a>(&'a mut Fields);
 
 impl Visit for JsonVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, Value::from(value));
+        self.0.put(field.name(), |out| {
+            out.push_str(&Value::from(value).to_string());
+        });
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, Value::from(value));
+        self.0
+            .put(field.name(), |out| out.push_str(&value.to_string()));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, Value::from(value));
+        self.0
+            .put(field.name(), |out| out.push_str(&value.to_string()));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, Value::from(value));
+        self.0.put(field.name(), |out| {
+            out.push_str(if value { "true" } else { "false" })
+        });
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, Value::from(value));
+        self.0.put(field.name(), |out| push_json_str(out, value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, Value::from(format!("{value:?}")));
+        let text = format!("{value:?}");
+        self.0.put(field.name(), |out| push_json_str(out, &text));
     }
 }
 
@@ -361,15 +409,6 @@ impl<'writer> FormatFields<'writer> for NoFields {
         _: R,
     ) -> fmt::Result {
         Ok(())
-    }
-}
-
-/// One log line's entries, written as a JSON object in order.
-struct Line<'a>(Vec<(&'a str, &'a Value)>);
-
-impl serde::Serialize for Line<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
     }
 }
 
@@ -389,50 +428,73 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let metadata = event.metadata();
-        let timestamp = Value::from(
-            OffsetDateTime::now_utc()
-                .format(&Rfc3339)
-                .unwrap_or_default(),
-        );
-        let level = Value::from(metadata.level().as_str());
-        let target = Value::from(metadata.target());
-        let mut own = Vec::with_capacity(metadata.fields().len());
+        let mut own = Fields(Vec::with_capacity(metadata.fields().len()));
         event.record(&mut JsonVisitor(&mut own));
         let is_access_line = metadata.target() == ACCESS_TARGET;
-        // The spans' fields, outermost first; a span's extensions stay borrowed while written.
-        let spans: Vec<_> = ctx
-            .event_scope()
-            .map(|scope| scope.from_root().collect())
-            .unwrap_or_default();
-        let extensions: Vec<_> = spans.iter().map(|span| span.extensions()).collect();
-        let mut line: Vec<(&str, &Value)> = Vec::with_capacity(own.len() + 24);
-        line.push(("timestamp", &timestamp));
-        line.push(("level", &level));
-        line.push(("target", &target));
-        line.extend(own.iter().map(|(name, value)| (*name, value)));
-        for (span, extensions) in spans.iter().zip(&extensions) {
-            let Some(SpanFields(fields)) = extensions.get::<SpanFields>() else {
-                continue;
-            };
-            let request_span = span.name() == REQUEST_SPAN;
-            for (name, value) in fields {
-                let wanted = !request_span
-                    || is_access_line
-                    || *name == "correlation_id"
-                    || *name == "trace_id";
-                if wanted && !line.iter().any(|(existing, _)| existing == name) {
-                    line.push((name, value));
+
+        let mut line = String::with_capacity(1024);
+        line.push_str("{\"timestamp\":\"");
+        let now = OffsetDateTime::now_utc();
+        line.push_str(&now.format(&Rfc3339).unwrap_or_default());
+        line.push_str("\",\"level\":\"");
+        line.push_str(metadata.level().as_str());
+        line.push_str("\",\"target\":");
+        push_json_str(&mut line, metadata.target());
+        let mut written: Vec<&str> = Vec::with_capacity(own.0.len() + 24);
+        let push = |line: &mut String, name: &'static str, json: &str| {
+            line.push(',');
+            push_json_str(line, name);
+            line.push(':');
+            line.push_str(json);
+        };
+        for (name, json) in &own.0 {
+            push(&mut line, name, json);
+            written.push(name);
+        }
+        // The spans' fields, outermost first.
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                let Some(SpanFields(fields)) = extensions.get::<SpanFields>() else {
+                    continue;
+                };
+                let request_span = span.name() == REQUEST_SPAN;
+                for (name, json) in &fields.0 {
+                    let wanted = !request_span
+                        || is_access_line
+                        || *name == "correlation_id"
+                        || *name == "trace_id";
+                    if wanted && !written.contains(name) {
+                        push(&mut line, name, json);
+                        written.push(name);
+                    }
                 }
             }
         }
-        let text = serde_json::to_string(&Line(line)).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{text}")
+        line.push('}');
+        writeln!(writer, "{line}")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_json_requires() {
+        for text in [
+            "plain",
+            "quote \" and \\ slash",
+            "line\nbreak\ttab\r",
+            "bell \u{7} nul \u{0}",
+            "ünï ✓",
+        ] {
+            let mut out = String::new();
+            push_json_str(&mut out, text);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), text, "{out}");
+            assert_eq!(out, serde_json::to_string(text).unwrap());
+        }
+    }
 
     #[test]
     fn only_parameter_names_are_kept() {

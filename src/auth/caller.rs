@@ -13,14 +13,16 @@ pub enum Permission {
 
 /// Who is calling, as the verified token says; on the request span and, for the audit
 /// trail, in every handler that takes it.
+/// Cheap to clone (shared strings): every request clones its caller out of the verified-token
+/// cache and into its extensions.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub issuer: String,
+    pub issuer: Arc<str>,
     /// `oid` when present (stable across apps), else `sub`.
-    pub subject: String,
+    pub subject: Arc<str>,
     /// `azp` (v2 tokens) or `appid` (v1 tokens).
-    pub app_id: Option<String>,
-    pub name: Option<String>,
+    pub app_id: Option<Arc<str>>,
+    pub name: Option<Arc<str>>,
     granted_read: bool,
     granted_write: bool,
     /// Shared with the verifier: named in a 403, never copied per request.
@@ -73,10 +75,10 @@ impl Caller {
         Self {
             granted_read: grants(Permission::ReadQualifications),
             granted_write: grants(Permission::WriteQualifications),
-            issuer: identity.issuer,
-            subject: identity.subject,
-            app_id: identity.app_id,
-            name: identity.name,
+            issuer: identity.issuer.into(),
+            subject: identity.subject.into(),
+            app_id: identity.app_id.map(Arc::from),
+            name: identity.name.map(Arc::from),
             policy,
         }
     }

@@ -32,13 +32,13 @@ impl FromRequest for Caller {
             // Reported once, on the request's access line (and counted), not logged here.
             .map_err(|e| ApiError::new(e, correlation_id))?;
             let span = tracing::Span::current();
-            span.record("caller", caller.subject.as_str());
-            span.record("caller_issuer", caller.issuer.as_str());
+            span.record("caller", &*caller.subject);
+            span.record("caller_issuer", &*caller.issuer);
             if let Some(app) = &caller.app_id {
-                span.record("caller_app", app.as_str());
+                span.record("caller_app", &**app);
             }
             if let Some(name) = &caller.name {
-                span.record("caller_name", name.as_str());
+                span.record("caller_name", &**name);
             }
             // For the audit record, written after the handler.
             request.extensions_mut().insert(caller.clone());

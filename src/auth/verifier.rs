@@ -290,7 +290,14 @@ impl CallerVerifier {
             return Ok(());
         }
         match &caller.app_id {
-            Some(app) if self.allowed_app_ids.contains(app) => Ok(()),
+            Some(app)
+                if self
+                    .allowed_app_ids
+                    .iter()
+                    .any(|allowed| **allowed == **app) =>
+            {
+                Ok(())
+            }
             _ => Err(AuthError::AppNotAllowed),
         }
     }

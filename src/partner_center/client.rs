@@ -46,7 +46,8 @@ impl UpstreamCall {
 
 pub struct PartnerCenterClient {
     http: PerThreadClient,
-    base_url: String,
+    /// Parsed once (validated at start): each call only sets its path.
+    base_url: url::Url,
     contract: UpstreamContract,
     locale: HeaderValue,
     tokens: Arc<TokenProvider>,
@@ -133,10 +134,12 @@ impl PartnerCenterClient {
         settings: &PartnerCenterSettings,
         tokens: Arc<TokenProvider>,
         metrics: Metrics,
-    ) -> Self {
-        Self {
+    ) -> anyhow::Result<Self> {
+        let base_url = url::Url::parse(settings.base_url.trim_end_matches('/'))
+            .map_err(|e| anyhow::anyhow!("partner_center.base_url {:?}: {e}", settings.base_url))?;
+        Ok(Self {
             http,
-            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            base_url,
             contract: settings.contract,
             locale: HeaderValue::from_str(&settings.locale)
                 .unwrap_or_else(|_| HeaderValue::from_static("en-US")),
@@ -157,7 +160,7 @@ impl PartnerCenterClient {
             bulkhead: Semaphore::new(settings.max_concurrent_calls),
             bulkhead_wait: Duration::from_millis(settings.bulkhead_wait_ms),
             metrics,
-        }
+        })
     }
 
     pub async fn create_qualification(
@@ -386,7 +389,7 @@ impl PartnerCenterClient {
         let mut request = self
             .http
             .get()
-            .request(method.clone(), format!("{}{path}", self.base_url))
+            .request(method.clone(), self.url_for(path))
             .headers(self.headers(call, token.authorization_header()))
             .timeout(self.request_timeout.min(remaining));
         if let Some(query) = query {
@@ -455,6 +458,14 @@ impl PartnerCenterClient {
         );
         tracing::Span::current().record("status", status.as_u16());
         interpret(status, retry_after, &bytes).map(|answer| (status, answer))
+    }
+
+    /// The base URL (with any path prefix it has) followed by `path`.
+    fn url_for(&self, path: &str) -> url::Url {
+        let mut url = self.base_url.clone();
+        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url
     }
 
     /// `closed`, `open` or `half-open`.
