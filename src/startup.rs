@@ -31,13 +31,14 @@ use crate::telemetry::GatewayRootSpan;
 pub struct Application {
     address: SocketAddr,
     server: Server,
-    metrics: Option<(SocketAddr, Server)>,
+    /// The `/metrics` listener's address and server, when metrics are on.
+    metrics_server: Option<(SocketAddr, Server)>,
     verifier: web::Data<CallerVerifier>,
     tokens: Arc<TokenProvider>,
     sandbox: Option<Arc<Sandbox>>,
     lifecycle: Lifecycle,
     shutdown: ServerSettings,
-    metrics_handle: Metrics,
+    metrics: Metrics,
 }
 
 impl Application {
@@ -188,19 +189,19 @@ impl Application {
         Ok(Self {
             address,
             server: server.run(),
-            metrics: metrics_server,
+            metrics_server,
             verifier,
             tokens,
             sandbox,
             lifecycle,
             shutdown: settings.server.clone(),
-            metrics_handle: metrics,
+            metrics,
         })
     }
 
     /// Where Prometheus scrapes: `http://host:port/metrics`, when metrics are on.
     pub fn metrics_url(&self) -> Option<String> {
-        self.metrics
+        self.metrics_server
             .as_ref()
             .map(|(address, _)| format!("{}/metrics", self_url(*address)))
     }
@@ -257,14 +258,14 @@ impl Application {
         // them fresh; a failure is not fatal (/readyz says not ready until keys are held).
         let refreshers = self.verifier.spawn_key_refreshers();
         let handle = self.server.handle();
-        let metrics_server = self.metrics.map(|(_, server)| server);
+        let metrics_server = self.metrics_server.map(|(_, server)| server);
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
         let metrics_task = metrics_server.map(tokio::spawn);
         let drain = tokio::spawn(drain_on_request(
             self.lifecycle.clone(),
             handle,
             self.shutdown.clone(),
-            self.metrics_handle.clone(),
+            self.metrics.clone(),
         ));
         let result = self.server.await;
         drain.abort();
