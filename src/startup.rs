@@ -57,7 +57,12 @@ impl Application {
         let address = listener.local_addr()?;
         let metrics_listener = match settings.metrics.enabled {
             true => Some(TcpListener::bind(settings.metrics.listen).with_context(|| {
-                format!("cannot listen for metrics on {}", settings.metrics.listen)
+                format!(
+                    "cannot listen for metrics on {} (choose another address with metrics.listen, {}, or turn them off with {}=false)",
+                    settings.metrics.listen,
+                    crate::configuration::env_name("metrics.listen"),
+                    crate::configuration::env_name("metrics.enabled"),
+                )
             })?),
             false => None,
         };

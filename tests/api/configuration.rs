@@ -105,3 +105,30 @@ fn the_readme_entra_example_is_valid_configuration() {
         "{text}"
     );
 }
+
+#[test]
+fn a_busy_metrics_port_stops_the_start_naming_the_setting_to_change() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_partner-gateway"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PARTNER_GATEWAY") || name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .envs([
+            ("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0"),
+            ("PARTNER_GATEWAY__METRICS__LISTEN", address.as_str()),
+        ])
+        .output()
+        .expect("the gateway binary runs");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        text.contains(&address)
+            && text.contains("PARTNER_GATEWAY__METRICS__LISTEN")
+            && text.contains("PARTNER_GATEWAY__METRICS__ENABLED=false"),
+        "{text}"
+    );
+}
