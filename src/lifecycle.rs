@@ -35,8 +35,8 @@ impl Lifecycle {
     /// Starts the shutdown sequence; later calls change nothing.
     pub fn shut_down(&self) {
         if !self.inner.draining.swap(true, Ordering::AcqRel) {
+            // Wakes every `asked()` already waiting; later ones see the flag.
             self.inner.asked.notify_waiters();
-            self.inner.asked.notify_one();
         }
     }
 

@@ -4,8 +4,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +17,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::error::{ApiError, ApiErrorKind};
+use crate::routes::matched_route;
+use crate::state::AppState;
 
 /// Seconds, from 1 ms to 60 s: facade answers, Partner Center attempts and bulkhead waits.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -35,7 +43,7 @@ pub struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
     pub operation: &'static str,
-    /// The HTTP status, or `timeout` / `unreachable` / `body_lost` when none came.
+    /// The HTTP status, or why none came (`timeout`, `deadline`, `unreachable`, `answer_lost`).
     pub status: String,
 }
 
@@ -120,7 +128,7 @@ impl Metrics {
         );
         registry.register(
             "partner_center_requests",
-            "HTTP attempts to Partner Center, by operation and status (or timeout, unreachable, body_lost)",
+            "HTTP attempts to Partner Center, by operation and status (or why none came: timeout, deadline, unreachable, answer_lost)",
             m.upstream_requests.clone(),
         );
         registry.register(
@@ -332,20 +340,19 @@ pub type SharedRegistry = Arc<Registry>;
 /// Counts every answer by route template, method and status class, and the refusals of
 /// callers by reason, as the one error mapping decided them.
 pub async fn record_requests(
-    request: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use crate::error::{ApiError, ApiErrorKind};
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let Some(metrics) = request
-        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone())
     else {
         return next.call(request).await;
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let method = request.method().clone();
     let response = next.call(request).await?;
-    let route = crate::routes::matched_route(response.request());
+    let route = matched_route(response.request());
     metrics.record_request(
         route.as_deref().unwrap_or("unmatched"),
         method.as_str(),

@@ -400,60 +400,31 @@ impl PartnerCenterClient {
         }
         let started = Instant::now();
         let result = request.send().await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        // Errors drop the URL: in the legacy contract it carries the validation code.
-        let response = result.map_err(|e| {
-            let e = e.without_url();
-            let what = if e.is_timeout() {
-                "timeout"
-            } else {
-                "unreachable"
-            };
-            self.metrics
-                .record_upstream(operation, what.to_owned(), started.elapsed());
-            tracing::warn!(attempt = number, elapsed_ms, error = %e, "Partner Center call failed");
-            match UpstreamError::from(e) {
-                // Our deadline, not Partner Center's slowness: not a mark against it.
-                UpstreamError::Timeout if cut_short => UpstreamError::DeadlineExceeded,
-                other => other,
-            }
-        })?;
+        let failed = |error: reqwest::Error| {
+            let error = UpstreamError::from_transport(error, cut_short);
+            self.metrics.record_upstream(
+                operation,
+                error.metric_reason().to_owned(),
+                started.elapsed(),
+            );
+            tracing::warn!(attempt = number, elapsed_ms = started.elapsed().as_millis() as u64, %error, "Partner Center call failed");
+            error
+        };
+        let response = result.map_err(failed)?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let bytes = response.bytes().await;
-        self.metrics.record_upstream(
-            operation,
-            if bytes.is_ok() {
-                status.as_str().to_owned()
-            } else {
-                "body_lost".to_owned()
-            },
-            started.elapsed(),
-        );
-        // The connection broke mid-answer: Partner Center may have acted, so this is worth
-        // the same-MS-RequestId retry, and a mark against its health.
-        let bytes = bytes.map_err(|e| {
-            let e = e.without_url();
-            tracing::warn!(attempt = number, status = status.as_u16(), error = %e, "Partner Center's answer was cut off");
-            if e.is_timeout() && !cut_short {
-                UpstreamError::Timeout
-            } else if e.is_timeout() {
-                UpstreamError::DeadlineExceeded
-            } else {
-                UpstreamError::AnswerLost {
-                    reason: e.to_string(),
-                }
-            }
-        })?;
+        let bytes = response.bytes().await.map_err(failed)?;
+        self.metrics
+            .record_upstream(operation, status.as_str().to_owned(), started.elapsed());
         // Debug only: the request's access line carries the outcome once.
         tracing::debug!(
             attempt = number,
             status = status.as_u16(),
-            elapsed_ms,
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "Partner Center answered {status}"
         );
         tracing::Span::current().record("status", status.as_u16());

@@ -111,18 +111,26 @@ impl UpstreamError {
     }
 }
 
-impl From<reqwest::Error> for UpstreamError {
-    fn from(error: reqwest::Error) -> Self {
+impl UpstreamError {
+    /// A failed exchange, sending or reading the answer. `cut_short`: the attempt had less
+    /// than its full timeout because the call's deadline was near, so a timeout is ours, not
+    /// a mark against Partner Center. A body that broke off is a lost answer (Partner Center
+    /// may have acted: worth the same-MS-RequestId retry), not an unreadable one.
+    pub fn from_transport(error: reqwest::Error, cut_short: bool) -> Self {
+        // Errors drop the URL: in the legacy contract it carries the validation code.
+        let error = error.without_url();
         if error.is_timeout() {
-            Self::Timeout
-        } else if error.is_decode() || error.is_body() {
-            Self::InvalidResponse {
-                reason: error.without_url().to_string(),
-            }
+            return if cut_short {
+                Self::DeadlineExceeded
+            } else {
+                Self::Timeout
+            };
+        }
+        let reason = error.to_string();
+        if error.is_body() || error.is_decode() {
+            Self::AnswerLost { reason }
         } else {
-            Self::Unreachable {
-                reason: error.without_url().to_string(),
-            }
+            Self::Unreachable { reason }
         }
     }
 }

@@ -24,16 +24,7 @@ struct RunningGateway {
 
 impl RunningGateway {
     fn start(env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_partner-gateway"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("PARTNER_GATEWAY")
-                || name.starts_with("OTEL_")
-                || name == "RUST_LOG"
-            {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
+        let mut child = crate::helpers::gateway_command()
             .envs([
                 ("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0"),
                 ("PARTNER_GATEWAY__METRICS__LISTEN", "127.0.0.1:0"),
@@ -255,18 +246,11 @@ async fn spans_go_to_the_otlp_collector_in_the_callers_trace() {
         ("OTEL_SERVICE_NAME", "partner-gateway-under-test"),
     ]);
     let http = reqwest::Client::new();
-    let token: serde_json::Value = http
-        .post(format!("{}/sandbox/caller-token", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = crate::helpers::sandbox_caller_token(&http, &gateway.url, json!({})).await;
     let trace_id = "5c1e0a7f3b2d4e6f8a9b0c1d2e3f4a5b";
     let response = http
         .get(format!("{}/v1/validation-codes", gateway.url))
-        .bearer_auth(token["accessToken"].as_str().unwrap())
+        .bearer_auth(token)
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
         .send()
         .await

@@ -1,15 +1,8 @@
 //! The settings as an operator sets them: environment variables read by the real binary.
 
-use std::process::Command;
-
 fn check_config(env: &[(&str, &str)]) -> (bool, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_partner-gateway"));
+    let mut command = crate::helpers::gateway_command();
     command.arg("check-config");
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PARTNER_GATEWAY") {
-            command.env_remove(name);
-        }
-    }
     command.envs(env.iter().copied());
     let output = command.output().expect("the gateway binary runs");
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
@@ -110,13 +103,7 @@ fn the_readme_entra_example_is_valid_configuration() {
 fn a_busy_metrics_port_stops_the_start_naming_the_setting_to_change() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_partner-gateway"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PARTNER_GATEWAY") || name.starts_with("OTEL_") {
-            command.env_remove(name);
-        }
-    }
-    let output = command
+    let output = crate::helpers::gateway_command()
         .envs([
             ("PARTNER_GATEWAY__SERVER__LISTEN", "127.0.0.1:0"),
             ("PARTNER_GATEWAY__METRICS__LISTEN", address.as_str()),

@@ -517,3 +517,29 @@ pub fn ms_request_id(head: &str) -> String {
         })
         .unwrap_or_default()
 }
+
+/// The gateway binary as an operator starts it, with nothing inherited from this process's
+/// environment that would change its settings.
+pub fn gateway_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_partner-gateway"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PARTNER_GATEWAY") || name.starts_with("OTEL_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A caller token from a sandbox's `POST /sandbox/caller-token`.
+pub async fn sandbox_caller_token(http: &reqwest::Client, url: &str, body: Value) -> String {
+    let response = http
+        .post(format!("{url}/sandbox/caller-token"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["tokenType"], "Bearer");
+    body["accessToken"].as_str().unwrap().to_owned()
+}

@@ -407,12 +407,11 @@ async fn after_the_backoff_entra_is_asked_again() {
     assert_eq!(list(&app).await, 200);
 }
 
-/// Issue #11, defect 1: Entra's own outage answer is not a revoked refresh token.
-#[tokio::test]
-async fn an_entra_outage_is_transient_honours_retry_after_and_is_not_called_a_refusal() {
-    // Its own tenant, so its log lines are told apart from other tests' (mock servers and
-    // their ports are reused).
-    let tenant = format!("outage-{}.onmicrosoft.com", uuid::Uuid::new_v4().simple());
+/// A gateway whose partner tenant is its own, so its token log lines (which name the token
+/// URL, and so the tenant) are told apart from other tests' (mock servers and their ports are
+/// reused); failures back off for 100 ms.
+async fn spawn_with_own_tenant() -> (TestApp, String) {
+    let tenant = format!("tenant-{}.onmicrosoft.com", uuid::Uuid::new_v4().simple());
     let configured = tenant.clone();
     let app = spawn_app_with(TestOptions {
         configure: Some(Box::new(move |settings, _| {
@@ -422,6 +421,13 @@ async fn an_entra_outage_is_transient_honours_retry_after_and_is_not_called_a_re
         ..Default::default()
     })
     .await;
+    (app, tenant)
+}
+
+/// Issue #11, defect 1: Entra's own outage answer is not a revoked refresh token.
+#[tokio::test]
+async fn an_entra_outage_is_transient_honours_retry_after_and_is_not_called_a_refusal() {
+    let (app, tenant) = spawn_with_own_tenant().await;
     Mock::given(method("POST"))
         .and(path(format!("/{tenant}/oauth2/token")))
         .respond_with(
@@ -466,15 +472,7 @@ async fn an_entra_outage_is_transient_honours_retry_after_and_is_not_called_a_re
 /// Issue #11, defect 1: a refusal says which, and what the operator must do.
 #[tokio::test]
 async fn a_refused_refresh_token_is_logged_with_what_the_operator_must_do() {
-    let tenant = format!("mfa-{}.onmicrosoft.com", uuid::Uuid::new_v4().simple());
-    let configured = tenant.clone();
-    let app = spawn_app_with(TestOptions {
-        configure: Some(Box::new(move |settings, _| {
-            settings.partner_token.tenant_id = configured;
-        })),
-        ..Default::default()
-    })
-    .await;
+    let (app, tenant) = spawn_with_own_tenant().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
             "error": "invalid_grant",

@@ -60,18 +60,7 @@ impl Sandbox {
     }
 }
 
-async fn caller_token(http: &reqwest::Client, url: &str, body: Value) -> String {
-    let response = http
-        .post(format!("{url}/sandbox/caller-token"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["tokenType"], "Bearer");
-    body["accessToken"].as_str().unwrap().to_owned()
-}
+use crate::helpers::sandbox_caller_token as caller_token;
 
 #[tokio::test]
 async fn education_goes_in_review_then_approved() {

@@ -333,17 +333,28 @@ fn whole_answer() -> Vec<u8> {
     .into_bytes()
 }
 
-/// Issue #11, defect 2: the answer lost mid-body is what the same-MS-RequestId retry is for.
-#[tokio::test]
-async fn an_answer_cut_off_mid_body_is_retried_with_the_same_request_id() {
-    let (url, heads) =
-        crate::helpers::raw_http_server(vec![cut_off_answer(), whole_answer()]).await;
+/// A gateway whose Partner Center is a raw server giving `answers`, its token mounted;
+/// with the request heads the server read.
+async fn against_raw_partner_center(
+    answers: Vec<Vec<u8>>,
+    configure: Option<crate::helpers::ConfigureSettings>,
+) -> (TestApp, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let (url, heads) = crate::helpers::raw_http_server(answers).await;
     let app = spawn_app_with(TestOptions {
         partner_center_base_url: Some(url),
+        configure,
         ..Default::default()
     })
     .await;
     app.mount_token_endpoint("pc-token", 1).await;
+    (app, heads)
+}
+
+/// Issue #11, defect 2: the answer lost mid-body is what the same-MS-RequestId retry is for.
+#[tokio::test]
+async fn an_answer_cut_off_mid_body_is_retried_with_the_same_request_id() {
+    let (app, heads) =
+        against_raw_partner_center(vec![cut_off_answer(), whole_answer()], None).await;
     let response = app
         .post_qualification(CUSTOMER, SOE, Some(&app.writer_token()))
         .await;
@@ -361,19 +372,16 @@ async fn an_answer_cut_off_mid_body_is_retried_with_the_same_request_id() {
 /// Issue #11, defect 2: a cut-off answer is a failure of Partner Center, for the breaker.
 #[tokio::test]
 async fn answers_cut_off_every_time_are_a_502_and_count_against_partner_center() {
-    let (url, heads) = crate::helpers::raw_http_server(vec![cut_off_answer()]).await;
-    let app = spawn_app_with(TestOptions {
-        partner_center_base_url: Some(url),
-        configure: Some(Box::new(|settings, _| {
+    let (app, heads) = against_raw_partner_center(
+        vec![cut_off_answer()],
+        Some(Box::new(|settings, _| {
             settings.partner_center.max_retries = 1;
             settings.partner_center.breaker_window = 2;
             settings.partner_center.breaker_min_calls = 2;
             settings.partner_center.breaker_failure_ratio = 1.0;
         })),
-        ..Default::default()
-    })
+    )
     .await;
-    app.mount_token_endpoint("pc-token", 1).await;
     let response = app
         .post_qualification(CUSTOMER, SOE, Some(&app.writer_token()))
         .await;
