@@ -35,6 +35,13 @@ pub enum ApiErrorKind {
     RateLimited(#[from] RateLimited),
     #[error("no such resource")]
     NotFound,
+    /// A resource of the API that does not exist or belongs to another app.
+    #[error("no such {what}")]
+    ResourceNotFound { what: &'static str },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("this app already holds {limit} webhook subscriptions")]
+    SubscriptionLimit { limit: u64 },
     /// A browser preflight from an origin, or asking for a method or header, not allowed.
     #[error("cross-origin request refused: {reason}")]
     CorsRefused { reason: String },
@@ -329,6 +336,24 @@ impl ApiError {
                 "No such resource",
                 "No resource is served at this path.".into(),
             ),
+            K::ResourceNotFound { what } => m(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "No such resource",
+                format!("No {what} with this ID is visible to the calling app."),
+            ),
+            K::Store(_) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "The gateway's store is unavailable",
+                "The gateway could not record the request, so nothing was sent to Partner Center; try again shortly.".into(),
+            ),
+            K::SubscriptionLimit { limit } => m(
+                StatusCode::CONFLICT,
+                "subscription-limit",
+                "Too many webhook subscriptions",
+                format!("This app already holds {limit} webhook subscriptions; delete one first."),
+            ),
             K::MethodNotAllowed { allowed } => m(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
@@ -376,8 +401,7 @@ impl ApiError {
     /// Partner Center's final word on the request (a 4xx verdict such as 400 or 409), as
     /// opposed to a failure worth retrying.
     pub fn is_upstream_verdict(&self) -> bool {
-        matches!(&self.kind, ApiErrorKind::Upstream(UpstreamError::Rejected { status, .. })
-            if status.is_client_error() && !matches!(status.as_u16(), 401 | 408 | 429))
+        matches!(&self.kind, ApiErrorKind::Upstream(error) if error.is_verdict())
     }
 
     /// The status and problem body, for an answer kept to be replayed.
@@ -417,6 +441,7 @@ impl ApiError {
                 Some(*retry_after_secs)
             }
             ApiErrorKind::Upstream(UpstreamError::Busy) => Some(1),
+            ApiErrorKind::Store(_) => Some(1),
             ApiErrorKind::Upstream(UpstreamError::Token(error)) => match error.as_ref() {
                 TokenError::BackingOff {
                     retry_after_secs, ..

@@ -14,4 +14,7 @@ pub mod routes;
 pub mod sandbox;
 pub mod startup;
 pub mod state;
+pub mod store;
 pub mod telemetry;
+pub mod watcher;
+pub mod webhooks;

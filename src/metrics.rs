@@ -90,6 +90,10 @@ pub struct Metrics {
     pub audit_records: Counter,
     pub audit_write_failures: Counter,
     pub shutting_down: Gauge,
+    pub watch_polls: Family<OutcomeLabels, Counter>,
+    pub watch_transitions: Family<OutcomeLabels, Counter>,
+    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+    pub store_failures: Counter,
 }
 
 impl Metrics {
@@ -113,6 +117,10 @@ impl Metrics {
             audit_records: Counter::default(),
             audit_write_failures: Counter::default(),
             shutting_down: Gauge::default(),
+            watch_polls: Family::default(),
+            watch_transitions: Family::default(),
+            webhook_deliveries: Family::default(),
+            store_failures: Counter::default(),
         };
         let mut registry = Registry::with_prefix("partner_gateway");
         let m = &metrics;
@@ -195,6 +203,26 @@ impl Metrics {
             "shutting_down",
             "1 once a shutdown signal arrived: the replica is draining",
             m.shutting_down.clone(),
+        );
+        registry.register(
+            "watch_polls",
+            "Vetting-watch polls of Partner Center, by outcome: ok, throttled, failed, over_budget",
+            m.watch_polls.clone(),
+        );
+        registry.register(
+            "watch_transitions",
+            "Qualification requests the watcher moved, by new status",
+            m.watch_transitions.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by outcome: delivered, retry, dead_lettered, dropped",
+            m.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "store_failures",
+            "Store statements that failed (each answered 503 or retried by a worker)",
+            m.store_failures.clone(),
         );
         let info: Family<Vec<(String, String)>, Gauge> = Family::default();
         info.get_or_create(&vec![(

@@ -9,6 +9,8 @@ use actix_web::http::Method;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use tracing_actix_web::TracingLogger;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
@@ -26,7 +28,10 @@ use crate::rate_limit::CallerRateLimiter;
 use crate::routes;
 use crate::sandbox::Sandbox;
 use crate::state::AppState;
+use crate::store::Store;
 use crate::telemetry::GatewayRootSpan;
+use crate::watcher::Watcher;
+use crate::webhooks::{CallbackPolicy, DeliveryWorker};
 
 pub struct Application {
     address: SocketAddr,
@@ -39,6 +44,11 @@ pub struct Application {
     lifecycle: Lifecycle,
     shutdown: ServerSettings,
     metrics: Metrics,
+    state: web::Data<AppState>,
+    /// Background work that follows the store: the vetting watch and webhook deliveries.
+    workers: Vec<BoxFuture<'static, ()>>,
+    /// The sandbox's store, when no path was configured: removed at exit.
+    _sandbox_store: Option<tempfile::TempDir>,
 }
 
 impl Application {
@@ -47,10 +57,10 @@ impl Application {
         settings.validate()?;
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
-        Self::build_with_listener(settings, listener)
+        Self::build_with_listener(settings, listener).await
     }
 
-    pub fn build_with_listener(
+    pub async fn build_with_listener(
         mut settings: Settings,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
@@ -101,6 +111,25 @@ impl Application {
             );
         }
         let lifecycle = Lifecycle::default();
+        let sandbox_store = match (&sandbox, &settings.store.path, &settings.store.url) {
+            (Some(_), None, None) => Some(
+                tempfile::Builder::new()
+                    .prefix("partner-gateway-sandbox-")
+                    .tempdir()?,
+            ),
+            _ => None,
+        };
+        let store = Store::open(
+            &settings.store,
+            sandbox_store
+                .as_ref()
+                .map(|dir| dir.path().join("store.db"))
+                .as_deref(),
+        )
+        .await?;
+        if let Some(sandbox) = &sandbox {
+            sandbox.subscribe_receiver(&store).await?;
+        }
         let state = web::Data::new(AppState {
             partner_center: PartnerCenterClient::new(
                 PerThreadClient::new(http.clone(), build_http),
@@ -115,7 +144,30 @@ impl Application {
             ),
             metrics: metrics.clone(),
             lifecycle: lifecycle.clone(),
+            store: store.clone(),
+            watch: settings.watch.clone(),
+            webhooks: settings.webhooks.clone(),
+            callback_policy: CallbackPolicy::new(&settings.webhooks),
         });
+        // Names this replica's leases in a shared store.
+        let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let mut workers = vec![
+            DeliveryWorker::new(
+                store.clone(),
+                &settings.webhooks,
+                metrics.clone(),
+                owner.clone(),
+            )?
+            .run()
+            .boxed(),
+        ];
+        if settings.watch.enabled {
+            workers.push(
+                Watcher::new(state.clone(), &settings.watch, owner)
+                    .run()
+                    .boxed(),
+            );
+        }
         let verifier = web::Data::new(CallerVerifier::new(
             http,
             &settings.caller_auth,
@@ -140,13 +192,14 @@ impl Application {
             &served_doc,
             &undocumented_routes,
         )));
+        let server_state = state.clone();
         let server_verifier = verifier.clone();
         let server_sandbox = sandbox.clone();
         let cors_settings = settings.cors.clone();
         let mut server = HttpServer::new(move || {
             let (app, _) = App::new()
                 .into_utoipa_app()
-                .app_data(state.clone())
+                .app_data(server_state.clone())
                 .app_data(server_verifier.clone())
                 .app_data(rate_limiter.clone())
                 .app_data(audit.clone())
@@ -201,6 +254,9 @@ impl Application {
             lifecycle,
             shutdown: settings.server.clone(),
             metrics,
+            state,
+            workers,
+            _sandbox_store: sandbox_store,
         })
     }
 
@@ -261,7 +317,8 @@ impl Application {
         );
         // Fetch the callers' signing keys now rather than on the first request, and keep
         // them fresh; a failure is not fatal (/readyz says not ready until keys are held).
-        let refreshers = self.verifier.spawn_key_refreshers();
+        let mut refreshers = self.verifier.spawn_key_refreshers();
+        refreshers.extend(self.workers.into_iter().map(tokio::spawn));
         let handle = self.server.handle();
         let metrics_server = self.metrics_server.map(|(_, server)| server);
         let metrics_handle = metrics_server.as_ref().map(Server::handle);
@@ -290,6 +347,7 @@ impl Application {
         if let Some(task) = metrics_task {
             let _ = task.await;
         }
+        self.state.store.close().await;
         tracing::info!("partner-gateway stopped");
         result
     }

@@ -1,9 +1,12 @@
 //! What handlers share, built once by `startup` and handed to every worker.
 
+use crate::configuration::{WatchSettings, WebhookSettings};
 use crate::idempotency::IdempotencyStore;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::partner_center::PartnerCenterClient;
+use crate::store::Store;
+use crate::webhooks::CallbackPolicy;
 
 pub struct AppState {
     pub partner_center: PartnerCenterClient,
@@ -11,4 +14,9 @@ pub struct AppState {
     pub idempotency: IdempotencyStore,
     pub metrics: Metrics,
     pub lifecycle: Lifecycle,
+    pub store: Store,
+    /// For the first poll of a new request's customer.
+    pub watch: WatchSettings,
+    pub webhooks: WebhookSettings,
+    pub callback_policy: CallbackPolicy,
 }

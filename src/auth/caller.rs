@@ -9,6 +9,8 @@ use crate::configuration::{AccessRule, CallerAuthSettings};
 pub enum Permission {
     ReadQualifications,
     WriteQualifications,
+    /// Read every app's qualification requests, not only the caller's app's.
+    AuditQualifications,
 }
 
 /// Who is calling, as the verified token says; on the request span and, for the audit
@@ -25,6 +27,7 @@ pub struct Caller {
     pub name: Option<Arc<str>>,
     granted_read: bool,
     granted_write: bool,
+    granted_audit: bool,
     /// Shared with the verifier: named in a 403, never copied per request.
     policy: Arc<AccessPolicy>,
 }
@@ -34,6 +37,7 @@ pub struct Caller {
 pub struct AccessPolicy {
     read: AccessRule,
     write: AccessRule,
+    audit: AccessRule,
 }
 
 impl AccessPolicy {
@@ -41,6 +45,7 @@ impl AccessPolicy {
         Self {
             read: settings.read.clone(),
             write: settings.write.clone(),
+            audit: settings.audit.clone(),
         }
     }
 
@@ -48,6 +53,7 @@ impl AccessPolicy {
         match permission {
             Permission::ReadQualifications => &self.read,
             Permission::WriteQualifications => &self.write,
+            Permission::AuditQualifications => &self.audit,
         }
     }
 }
@@ -75,6 +81,7 @@ impl Caller {
         Self {
             granted_read: grants(Permission::ReadQualifications),
             granted_write: grants(Permission::WriteQualifications),
+            granted_audit: grants(Permission::AuditQualifications),
             issuer: identity.issuer.into(),
             subject: identity.subject.into(),
             app_id: identity.app_id.map(Arc::from),
@@ -87,6 +94,7 @@ impl Caller {
         let granted = match permission {
             Permission::ReadQualifications => self.granted_read,
             Permission::WriteQualifications => self.granted_write,
+            Permission::AuditQualifications => self.granted_audit,
         };
         if granted {
             return Ok(());
@@ -101,6 +109,26 @@ impl Caller {
         );
         Err(AuthError::InsufficientScope { needed })
     }
+}
+
+impl Caller {
+    pub fn may(&self, permission: Permission) -> bool {
+        self.require(permission).is_ok()
+    }
+
+    /// What owns the caller's qualification requests and webhook subscriptions: its client
+    /// application, or (a token without one) the caller itself.
+    pub fn owning_app(&self) -> String {
+        match &self.app_id {
+            Some(app) => owning_app(&self.issuer, app),
+            None => format!("{}#sub:{}", self.issuer, self.subject),
+        }
+    }
+}
+
+/// The owner name of an issuer's client application, as [`Caller::owning_app`] gives it.
+pub fn owning_app(issuer: &str, app_id: &str) -> String {
+    format!("{issuer}#{app_id}")
 }
 
 impl fmt::Display for Caller {

@@ -7,7 +7,7 @@ mod keys;
 mod verified_cache;
 mod verifier;
 
-pub use caller::{AccessPolicy, Caller, Permission};
+pub use caller::{AccessPolicy, Caller, Permission, owning_app};
 pub use extractor::{refuse_token_in_url, token_in_url};
 pub use keys::{KeyError, KeyStore, KeyTiming};
 pub use verifier::{CallerVerifier, IssuerReadiness, MAX_TOKEN_BYTES};

@@ -64,6 +64,61 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub audit: AuditSettings,
     pub cors: CorsSettings,
+    pub store: StoreSettings,
+    pub watch: WatchSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Where requests, their history, webhook subscriptions, the outbox and idempotency answers
+/// are kept: an embedded SQLite file, or PostgreSQL (`url`) shared by several replicas.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoreSettings {
+    /// The SQLite file; in sandbox mode a temporary file when unset.
+    #[serde(default)]
+    pub path: Option<std::path::PathBuf>,
+    /// `postgres://…`: takes precedence over `path`. May carry a password, hence secret.
+    #[serde(default)]
+    pub url: Option<SecretString>,
+    pub max_connections: u32,
+    /// Waiting for a connection (and SQLite's lock) longer than this answers 503.
+    pub acquire_timeout_ms: u64,
+}
+
+/// The vetting watch: how often a customer with requests InReview is polled.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WatchSettings {
+    pub enabled: bool,
+    /// Waits before the first, second, … poll; the last repeats.
+    pub schedule_secs: Vec<u64>,
+    /// Each wait is stretched or shrunk by up to this fraction, so polls spread out.
+    pub jitter: f64,
+    pub max_days: u64,
+    /// Partner Center calls the watcher may make per minute, per replica.
+    pub polls_per_minute: u32,
+    pub tick_ms: u64,
+    /// A replica's claim on a customer's poll; a dead replica's claims lapse after this.
+    pub lease_secs: u64,
+}
+
+/// Signed notifications to callers' callback URLs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Hosts callback URLs may name: exact (`hooks.contoso.com`) or a subdomain wildcard
+    /// (`*.contoso.com`). Empty: no subscriptions can be made.
+    pub allowed_hosts: Vec<String>,
+    /// Plain http callbacks (sandbox mode allows them).
+    pub allow_http: bool,
+    /// Callbacks resolving to loopback, private or link-local addresses (sandbox mode
+    /// allows them).
+    pub allow_private_addresses: bool,
+    pub timeout_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// A delivery still failing this long after its event is dead-lettered.
+    pub give_up_after_secs: u64,
+    pub tick_ms: u64,
+    pub lease_secs: u64,
+    pub max_subscriptions_per_app: u64,
 }
 
 /// Prometheus metrics, on a listener of their own so they are never exposed on the public
@@ -141,6 +196,8 @@ pub struct CallerAuthSettings {
     pub issuers: Vec<TrustedIssuer>,
     pub write: AccessRule,
     pub read: AccessRule,
+    /// May read every app's qualification requests, not only its own app's.
+    pub audit: AccessRule,
     pub allowed_app_ids: Vec<String>,
     pub max_token_lifetime_secs: u64,
     pub jwks_ttl_secs: u64,
@@ -323,6 +380,9 @@ impl PartnerTokenSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SandboxSettings {
     pub approval_delay_ms: u64,
+    /// Replaces `watch.schedule_secs` in sandbox mode, so a simulated approval is noticed
+    /// within seconds.
+    pub watch_schedule_secs: Vec<u64>,
     pub allow_non_loopback: bool,
     pub caller_token_ttl_secs: u64,
 }
@@ -346,7 +406,11 @@ impl Settings {
                     .with_list_parse_key("caller_auth.read.roles")
                     .with_list_parse_key("caller_auth.read.scopes")
                     .with_list_parse_key("caller_auth.allowed_app_ids")
-                    .with_list_parse_key("cors.allowed_origins"),
+                    .with_list_parse_key("cors.allowed_origins")
+                    .with_list_parse_key("caller_auth.audit.roles")
+                    .with_list_parse_key("caller_auth.audit.scopes")
+                    .with_list_parse_key("watch.schedule_secs")
+                    .with_list_parse_key("webhooks.allowed_hosts"),
             )
             .build()?
             .try_deserialize()?;
@@ -419,6 +483,7 @@ impl Settings {
             ));
         }
         self.validate_cors()?;
+        self.validate_store_and_watch()?;
         if self.metrics.enabled
             && self.metrics.listen == self.server.listen
             && self.server.listen.port() != 0
@@ -484,6 +549,15 @@ impl Settings {
                 return Err(E::invalid(key, "is required in production mode"));
             }
         }
+        if self.store.path.is_none() && self.store.url.is_none() {
+            return Err(E::invalid(
+                "store.path",
+                format!(
+                    "(an SQLite file) or store.url ({}, PostgreSQL) is required in production mode",
+                    env_name("store.url")
+                ),
+            ));
+        }
         if self.caller_auth.issuers.is_empty() {
             return Err(E::invalid(
                 "caller_auth.issuers",
@@ -514,6 +588,61 @@ impl Settings {
             ),
         ] {
             check_http_url(key, url)?;
+        }
+        Ok(())
+    }
+
+    fn validate_store_and_watch(&self) -> Result<(), ConfigurationError> {
+        use ConfigurationError as E;
+        if let Some(url) = &self.store.url {
+            let url = secrecy::ExposeSecret::expose_secret(url);
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(E::invalid(
+                    "store.url",
+                    "must be a postgres:// URL (leave it unset for the embedded SQLite file)",
+                ));
+            }
+        }
+        if self.store.max_connections == 0 {
+            return Err(E::invalid(
+                "store.max_connections",
+                "must be greater than 0",
+            ));
+        }
+        let watch = &self.watch;
+        if watch.schedule_secs.is_empty() || watch.schedule_secs.contains(&0) {
+            return Err(E::invalid(
+                "watch.schedule_secs",
+                "must list at least one wait, each above 0 seconds",
+            ));
+        }
+        if !(0.0..1.0).contains(&watch.jitter) {
+            return Err(E::invalid("watch.jitter", "must be at least 0 and below 1"));
+        }
+        for (key, value) in [
+            ("watch.max_days", watch.max_days),
+            ("watch.polls_per_minute", u64::from(watch.polls_per_minute)),
+            ("watch.tick_ms", watch.tick_ms),
+            ("watch.lease_secs", watch.lease_secs),
+            ("webhooks.timeout_ms", self.webhooks.timeout_ms),
+            ("webhooks.retry_base_ms", self.webhooks.retry_base_ms),
+            ("webhooks.tick_ms", self.webhooks.tick_ms),
+            ("webhooks.lease_secs", self.webhooks.lease_secs),
+        ] {
+            if value == 0 {
+                return Err(E::invalid(key, "must be greater than 0"));
+            }
+        }
+        for (i, host) in self.webhooks.allowed_hosts.iter().enumerate() {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            if bare.is_empty() || bare.contains(['*', '/', ':', '@']) || bare != bare.trim() {
+                return Err(E::invalid(
+                    format!("webhooks.allowed_hosts[{i}]"),
+                    format!(
+                        "must be a host name (hooks.contoso.com) or *.contoso.com, not {host:?}"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -743,6 +872,12 @@ mod tests {
         s.partner_token.client_id = "c".into();
         s.partner_token.client_secret = Some(SecretString::from("s"));
         s.partner_token.refresh_token = Some(SecretString::from("r"));
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("store.path") && err.contains("PARTNER_GATEWAY__STORE__URL"),
+            "{err}"
+        );
+        s.store.path = Some("gateway.db".into());
         let with_keys_at = |url: &str| {
             TrustedIssuer::new("https://issuer", "api://gw", KeySource::Jwks(url.into()))
         };

@@ -32,6 +32,9 @@ pub struct UpstreamCall {
     pub request_id: RequestId,
     /// The caller's trace, continued in Partner Center's `traceparent`.
     pub trace: TraceContext,
+    /// One attempt only: the vetting watch reschedules a failed poll rather than retry it
+    /// (and a 429 pauses it for Partner Center's Retry-After).
+    pub single_attempt: bool,
 }
 
 impl UpstreamCall {
@@ -40,6 +43,15 @@ impl UpstreamCall {
             correlation_id,
             request_id: RequestId::new(),
             trace,
+            single_attempt: false,
+        }
+    }
+
+    /// A background poll: its own IDs and trace, one attempt.
+    pub fn background_poll() -> Self {
+        Self {
+            single_attempt: true,
+            ..Self::new(CorrelationId::new(), TraceContext::new())
         }
     }
 }
@@ -267,6 +279,7 @@ impl PartnerCenterClient {
         );
         let deadline = Instant::now() + self.retry.deadline;
         let request_id = call.request_id;
+        let retry_transient = !call.single_attempt;
         let attempts = AtomicU32::new(0);
         let token_refreshed = AtomicBool::new(false);
         let outgoing = Outgoing {
@@ -285,7 +298,7 @@ impl PartnerCenterClient {
             .retry(self.retry.backoff())
             .sleep(tokio::time::sleep)
             .when(|e: &UpstreamError| {
-                e.is_transient() || (e.is_unauthorized() && !token_refreshed.load(Ordering::Relaxed))
+                (retry_transient && e.is_transient()) || (e.is_unauthorized() && !token_refreshed.load(Ordering::Relaxed))
             })
             .adjust(|e, backoff| {
                 if e.is_unauthorized() {

@@ -66,6 +66,13 @@ impl UpstreamError {
     }
 
     /// The status Partner Center answered with, when it answered.
+    /// Partner Center's final word on the request (a 4xx such as 400 or 409), as opposed to
+    /// a failure worth retrying.
+    pub fn is_verdict(&self) -> bool {
+        matches!(self, Self::Rejected { status, .. }
+            if status.is_client_error() && !matches!(status.as_u16(), 401 | 408 | 429))
+    }
+
     pub fn upstream_status(&self) -> Option<u16> {
         match self {
             Self::Rejected { status, .. } | Self::ServerError { status, .. } => {

@@ -29,6 +29,9 @@ pub struct ReadinessChecks {
     /// Per trusted issuer: `ok` once its signing keys are held, else `unavailable`.
     #[schema(example = json!({"https://login.microsoftonline.com/<tenant-id>/v2.0": "ok"}))]
     caller_signing_keys: BTreeMap<String, &'static str>,
+    /// `ok` when the store (SQLite or PostgreSQL) answers.
+    #[schema(example = "ok")]
+    store: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -49,8 +52,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
-/// The gateway can serve: every trusted issuer's signing keys are held, and it is not
-/// shutting down.
+/// The gateway can serve: every trusted issuer's signing keys are held, the store answers,
+/// and it is not shutting down.
 ///
 /// Never fetches keys (the background refresh does), so probes cannot hammer an identity
 /// provider. Partner Center's circuit is shown but does not fail readiness: restarting a
@@ -59,7 +62,7 @@ pub async fn healthz() -> HttpResponse {
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "Not ready: some issuer's signing keys are not held yet, or the replica is shutting down (`draining`)", body = Readiness),
+        (status = 503, description = "Not ready: some issuer's signing keys are not held yet, the store does not answer, or the replica is shutting down (`draining`)", body = Readiness),
     )
 )]
 #[get("/readyz")]
@@ -69,7 +72,8 @@ pub async fn readyz(
 ) -> HttpResponse {
     let issuers = verifier.readiness();
     let draining = state.lifecycle.is_draining();
-    let ready = !draining && issuers.iter().all(|i| i.keys_held);
+    let store_ok = state.store.ping().await;
+    let ready = !draining && store_ok && issuers.iter().all(|i| i.keys_held);
     let body = Readiness {
         status: match (draining, ready) {
             (true, _) => "draining",
@@ -81,6 +85,7 @@ pub async fn readyz(
                 .into_iter()
                 .map(|i| (i.issuer, if i.keys_held { "ok" } else { "unavailable" }))
                 .collect(),
+            store: if store_ok { "ok" } else { "unavailable" },
         },
         details: ReadinessDetails {
             partner_center_circuit: state.partner_center.circuit_state(),

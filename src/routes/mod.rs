@@ -4,8 +4,10 @@ mod body;
 mod fallback;
 mod health;
 mod openapi;
+mod qualification_requests;
 mod qualifications;
 mod validation_codes;
+mod webhooks;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -17,7 +19,15 @@ pub fn api(config: &mut ServiceConfig) {
     config
         .service(qualifications::create_qualification)
         .service(qualifications::list_qualifications)
+        .service(qualification_requests::list_qualification_requests)
+        .service(qualification_requests::get_qualification_request)
         .service(validation_codes::list_validation_codes)
+        .service(webhooks::create_webhook)
+        .service(webhooks::list_webhooks)
+        .service(webhooks::get_webhook)
+        .service(webhooks::delete_webhook)
+        .service(webhooks::list_webhook_deliveries)
+        .service(webhooks::redeliver_webhook)
         .service(health::healthz)
         .service(health::readyz);
 }

@@ -25,6 +25,8 @@ every path.",
     modifiers(&BearerAuth),
     tags(
         (name = "qualifications", description = "Request a qualification and follow its vetting"),
+        (name = "qualification requests", description = "The gateway's record of every qualification request, with its status timeline, kept up to date by the vetting watch"),
+        (name = "webhooks", description = "Signed notifications (Standard Webhooks) when vetting ends: subscribe, inspect deliveries, redeliver"),
         (name = "validation codes", description = "The partner's GovernmentCommunityCloud validation codes"),
         (name = "operations", description = "Liveness and readiness probes; no token needed"),
     )

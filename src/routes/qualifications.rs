@@ -15,11 +15,15 @@ use crate::idempotency::{Claim, IdempotencyError, IdempotentRequest, StoredRespo
 use crate::metrics::Metrics;
 use crate::partner_center::UpstreamCall;
 use crate::state::AppState;
+use crate::store::{NewRequest, RequestOutcome, StoreError};
+use crate::watcher::Watcher;
+use crate::webhooks::{EventType, event_payload};
 
 /// The answer to a qualification request: vetting has started (or finished) upstream.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({
+    "id": "5b0c7a43-5d0f-4b8e-9d55-0f3f2d8b1c6e",
     "customerId": "7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745",
     "qualification": "Education",
     "vettingStatus": "InReview",
@@ -28,6 +32,9 @@ use crate::state::AppState;
     "requestId": "3b6a4c1e-0d2f-4a51-9c8e-2f1d7b6a5c40"
 }))]
 pub struct QualificationAccepted {
+    /// The gateway's record of this request: `GET /v1/qualification-requests/{id}`.
+    #[schema(value_type = String, format = Uuid)]
+    id: String,
     #[schema(value_type = String, format = Uuid)]
     customer_id: String,
     #[serde(flatten)]
@@ -56,7 +63,8 @@ pub struct CustomerQualifications {
 
 /// Ask Partner Center to vet a customer for a qualification.
 ///
-/// Vetting is asynchronous: follow it with the GET on the `Location` answered.
+/// Vetting is asynchronous: the gateway follows it and tells subscribed webhooks; its record,
+/// with the status timeline, is at the `Location` answered.
 #[utoipa::path(
     tag = "qualifications",
     params(
@@ -72,7 +80,7 @@ pub struct CustomerQualifications {
         )),
     responses(
         (status = 202, description = "Partner Center accepted the request; vetting follows", body = QualificationAccepted,
-            headers(("Location" = String, description = "Where to follow the vetting"))),
+            headers(("Location" = String, description = "The gateway's record of the request, with its status timeline: /v1/qualification-requests/{id}"))),
         (status = 400, description = "Invalid request (every faulty field in `errors`) or malformed credentials; nothing was sent to Partner Center", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid caller token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the write role or its app is not allowed, or Partner Center refused the partner (e.g. missing GDAP role for GCC)", body = Problem, content_type = "application/problem+json"),
@@ -83,7 +91,7 @@ pub struct CustomerQualifications {
         (status = 422, description = "Partner Center refused the well-formed request (e.g. an unknown validation code), or the Idempotency-Key was used for a different request", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "This caller is over its rate limit (`caller-rate-limited`) or Partner Center is throttling (`upstream-throttled`); wait Retry-After seconds", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Partner Center failed, refused the gateway's credentials, or answered nonsense", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Partner Center cannot be called now: no Partner Center token, the circuit is open, too many calls in flight, or Partner Center is unavailable; or the callers' signing keys cannot be fetched. `type` says which", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Partner Center cannot be called now: no Partner Center token, the circuit is open, too many calls in flight, or Partner Center is unavailable; or the callers' signing keys cannot be fetched; or the gateway's store cannot record the request (`store-unavailable`: nothing was sent). `type` says which", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "Partner Center did not answer in time (one attempt's timeout, or the whole call's deadline)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -174,7 +182,7 @@ async fn create(
     let Some(key) = idempotency_key else {
         let call = UpstreamCall::new(correlation_id, trace);
         return Ok(
-            request_qualification(state, customer, &request, call, audit)
+            request_qualification(state, caller, customer, &request, call, audit)
                 .await?
                 .to_response(false),
         );
@@ -204,8 +212,9 @@ async fn create(
                 correlation_id,
                 request_id: RequestId::derived_from(&idempotent.request_id_seed()),
                 trace,
+                single_attempt: false,
             };
-            match request_qualification(state, customer, &request, call, audit).await {
+            match request_qualification(state, caller, customer, &request, call, audit).await {
                 Ok(answer) => {
                     in_flight.complete(answer.clone());
                     Ok(answer.to_response(false))
@@ -229,9 +238,11 @@ async fn create(
     }
 }
 
-/// The call to Partner Center and the 202 it becomes, kept whole so it can be replayed.
+/// The call to Partner Center and the 202 it becomes, kept whole so it can be replayed;
+/// recorded before it is sent (a store that cannot record it stops it there) and after.
 async fn request_qualification(
     state: &AppState,
+    caller: &Caller,
     customer: CustomerId,
     request: &QualificationRequest,
     call: UpstreamCall,
@@ -239,14 +250,47 @@ async fn request_qualification(
 ) -> Result<StoredResponse, ApiError> {
     audit.request_id = Some(call.request_id.to_string());
     let (correlation_id, request_id) = (call.correlation_id, call.request_id);
-    let (status, upstream_status) = state
+    let record = NewRequest::new(caller, customer, request, request_id, correlation_id);
+    state
+        .store
+        .record_submitted(&record, Watcher::first_poll_ms(&state.watch))
+        .await
+        .map_err(|e| store_failure(state, e, correlation_id))?;
+    let answer = state
         .partner_center
         .create_qualification(customer, request, call)
+        .await;
+    let outcome = match &answer {
+        Ok((status, upstream_status)) => RequestOutcome::accepted(status, upstream_status.as_u16()),
+        Err(error) => RequestOutcome::failed(error),
+    };
+    let notification = EventType::for_status(&outcome.status).map(|event| {
+        let stored = record.as_stored();
+        (
+            event,
+            event_payload(event, &stored, &outcome.status, outcome.reason.as_deref()),
+        )
+    });
+    if let Err(error) = state
+        .store
+        .record_outcome(
+            record.id,
+            &outcome,
+            notification
+                .as_ref()
+                .map(|(event, payload)| (event.as_str(), payload.as_str())),
+        )
         .await
-        .map_err(|e| {
-            audit.upstream_status = e.upstream_status();
-            ApiError::upstream(e, correlation_id, request_id)
-        })?;
+    {
+        // Partner Center has answered: that answer goes to the caller. The request stays
+        // Submitted, and watched, so the watch records the outcome (and notifies) later.
+        state.metrics.store_failures.inc();
+        tracing::error!(%error, request = %record.id, "cannot record Partner Center's answer; the vetting watch will");
+    }
+    let (status, upstream_status) = answer.map_err(|e| {
+        audit.upstream_status = e.upstream_status();
+        ApiError::upstream(e, correlation_id, request_id)
+    })?;
     audit.upstream_status = Some(upstream_status.as_u16());
     // The audit record and the access line say the rest.
     tracing::debug!(
@@ -256,6 +300,7 @@ async fn request_qualification(
         "qualification requested"
     );
     let accepted = QualificationAccepted {
+        id: record.id.to_string(),
         customer_id: customer.to_string(),
         status,
         correlation_id: correlation_id.to_string(),
@@ -264,11 +309,17 @@ async fn request_qualification(
     Ok(StoredResponse {
         status: StatusCode::ACCEPTED,
         content_type: "application/json",
-        location: Some(format!("/v1/customers/{customer}/qualifications")),
+        location: Some(format!("/v1/qualification-requests/{}", record.id)),
         body: serde_json::to_vec(&accepted)
             .expect("the answer serializes")
             .into(),
     })
+}
+
+fn store_failure(state: &AppState, error: StoreError, correlation_id: CorrelationId) -> ApiError {
+    state.metrics.store_failures.inc();
+    tracing::error!(%error, "the store cannot record the request; nothing sent to Partner Center");
+    ApiError::new(error, correlation_id)
 }
 
 /// List a customer's qualifications and where their vetting stands.

@@ -8,6 +8,7 @@ mod entra;
 mod partner_center;
 mod signing;
 mod state;
+mod webhook_receiver;
 
 use std::time::Duration;
 
@@ -27,7 +28,11 @@ pub const SANDBOX_AUDIENCE: &str = "api://partner-gateway";
 
 pub struct Sandbox {
     state: web::Data<SandboxState>,
+    received: web::Data<webhook_receiver::Received>,
 }
+
+/// The sandbox caller's own subscription, to the sandbox's receiver, for every event.
+pub const SANDBOX_CALLER_APP: &str = "sandbox-caller-app";
 
 impl Sandbox {
     /// Builds the sandbox for a gateway reachable at `gateway_url` and points the
@@ -55,9 +60,48 @@ impl Sandbox {
         token.client_secret = Some(SecretString::from(state.client_secret.clone()));
         token.refresh_token = Some(SecretString::from(state.current_refresh_token()));
 
+        // The vetting watch notices a simulated approval within seconds, and may notify the
+        // receiver on this very gateway, over plain http on loopback.
+        settings.watch.schedule_secs = settings.sandbox.watch_schedule_secs.clone();
+        let webhooks = &mut settings.webhooks;
+        webhooks.allow_http = true;
+        webhooks.allow_private_addresses = true;
+        if let Some(host) = url::Url::parse(gateway_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+        {
+            webhooks.allowed_hosts.push(host);
+        }
+        webhooks.allowed_hosts.push("localhost".to_owned());
+
         Ok(Self {
             state: web::Data::new(state),
+            received: web::Data::new(webhook_receiver::Received::new(format!(
+                "{base}/webhook-receiver"
+            ))),
         })
+    }
+
+    /// Subscribes the sandbox caller's app to the sandbox receiver (once per store), so a
+    /// POST made with a sandbox token is followed by a signed notification there.
+    pub async fn subscribe_receiver(&self, store: &crate::store::Store) -> anyhow::Result<()> {
+        let url = self.received.url();
+        if !store.subscriptions_to(url).await?.is_empty() {
+            return Ok(());
+        }
+        let subscription = crate::store::NewSubscription {
+            id: uuid::Uuid::new_v4().to_string(),
+            caller_app: crate::auth::owning_app(&self.state.issuer, SANDBOX_CALLER_APP),
+            url: url.to_owned(),
+            events: crate::webhooks::EventType::ALL
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect(),
+            secret: crate::webhooks::signature::generate_secret(),
+            created_by: "sandbox".to_owned(),
+        };
+        store.create_subscription(&subscription, u64::MAX).await?;
+        Ok(())
     }
 
     pub fn configure(&self, config: &mut web::ServiceConfig) {
@@ -66,6 +110,12 @@ impl Sandbox {
                 .app_data(self.state.clone())
                 .route("/caller-token", web::post().to(caller_tokens::issue))
                 .route("/keys", web::get().to(caller_tokens::jwks))
+                .service(
+                    web::resource("/webhook-receiver")
+                        .app_data(self.received.clone())
+                        .route(web::post().to(webhook_receiver::receive))
+                        .route(web::get().to(webhook_receiver::list)),
+                )
                 .route(
                     "/entra/{tenant}/oauth2/token",
                     web::post().to(entra::token_v1),
@@ -122,7 +172,7 @@ impl Sandbox {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(caller_tokens::issue),
-    tags((name = "sandbox", description = "Sandbox mode only: get a caller token here, then Authorize"))
+    paths(caller_tokens::issue, webhook_receiver::receive, webhook_receiver::list),
+    tags((name = "sandbox", description = "Sandbox mode only: get a caller token here, then Authorize. POST a qualification and, a few seconds after the simulated vetting ends, GET the webhook receiver: the sandbox caller's app is subscribed to it"))
 )]
 struct SandboxDoc;

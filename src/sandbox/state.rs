@@ -153,7 +153,7 @@ impl SandboxState {
             iss: &self.issuer,
             aud: &self.audience,
             sub: &subject,
-            azp: "sandbox-caller-app",
+            azp: super::SANDBOX_CALLER_APP,
             name: "Sandbox caller",
             roles: &roles,
             iat: now,

@@ -120,8 +120,11 @@ async fn requests_through_a_sigterm_all_succeed_and_in_flight_ones_finish() {
         "issuer": ISSUER, "audiences": [AUDIENCE],
         "jwks_url": format!("{}/keys", identity_provider.uri()),
     }]);
+    let store = tempfile::tempdir().unwrap();
+    let store_path = store.path().join("store.db");
     let gateway = RunningGateway::start(&[
         ("PARTNER_GATEWAY__MODE", "production"),
+        ("PARTNER_GATEWAY__STORE__PATH", store_path.to_str().unwrap()),
         ("PARTNER_GATEWAY__SERVER__WORKERS", "2"),
         ("PARTNER_GATEWAY__SERVER__SHUTDOWN_DELAY_MS", "1500"),
         ("PARTNER_GATEWAY__SERVER__SHUTDOWN_TIMEOUT_MS", "10000"),

@@ -10,8 +10,13 @@ fn check_config(env: &[(&str, &str)]) -> (bool, String) {
     (output.status.success(), text)
 }
 
-const PRODUCTION: [(&str, &str); 5] = [
+const PRODUCTION: [(&str, &str); 6] = [
     ("PARTNER_GATEWAY__MODE", "production"),
+    // check-config does not open it.
+    (
+        "PARTNER_GATEWAY__STORE__PATH",
+        "/nonexistent/partner-gateway.db",
+    ),
     (
         "PARTNER_GATEWAY__PARTNER_TOKEN__TENANT_ID",
         "contoso-partner",

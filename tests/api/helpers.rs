@@ -97,6 +97,9 @@ pub struct TestApp {
     pub signer: SigningKey,
     pub client_secret: String,
     pub refresh_token: String,
+    /// Holds the gateway's SQLite store (unless the test chose another): removed on drop.
+    #[allow(dead_code)]
+    pub store_dir: Arc<tempfile::TempDir>,
 }
 
 /// Adjusts the settings; gets the identity provider's mock server for its URL.
@@ -186,6 +189,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     if options.v2_token_endpoint {
         settings.partner_token.endpoint = partner_gateway::configuration::TokenEndpoint::V2;
     }
+    let store_dir = Arc::new(tempfile::tempdir().unwrap());
+    settings.store.path = Some(store_dir.path().join("store.db"));
     if let Some(configure) = options.configure {
         configure(&mut settings, &identity_provider);
     }
@@ -211,6 +216,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         signer,
         client_secret,
         refresh_token,
+        store_dir,
     }
 }
 

@@ -50,9 +50,13 @@ async fn a_repeat_gets_the_first_answer_replayed_without_a_second_call() {
     let again = post_with_key(&app, &token, "order-42", SOE).await;
     assert_eq!(again.status(), 202);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
+    // The first request's record, not a second one.
     assert_eq!(
         again.headers()["location"],
-        format!("/v1/customers/{CUSTOMER}/qualifications")
+        format!(
+            "/v1/qualification-requests/{}",
+            first_body["id"].as_str().unwrap()
+        )
     );
     let again_body: Value = again.json().await.unwrap();
     assert_eq!(again_body, first_body);

@@ -102,7 +102,7 @@ fn assert_conventions(spec: &Value) {
                 .is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key"));
             assert_eq!(
                 takes_idempotency_key,
-                method == "post" && path.starts_with("/v1/"),
+                method == "post" && path == "/v1/customers/{customerId}/qualifications",
                 "{method} {path}: Idempotency-Key"
             );
             for (status, response) in operation["responses"].as_object().unwrap() {

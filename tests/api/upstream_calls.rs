@@ -59,15 +59,20 @@ async fn education_is_forwarded_in_the_current_contract_and_answered_202() {
         .await;
 
     assert_eq!(response.status(), 202);
-    assert_eq!(
-        response.headers()["location"],
-        format!("/v1/customers/{CUSTOMER}/qualifications")
-    );
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
     let correlation_header = response.headers()["x-correlation-id"]
         .to_str()
         .unwrap()
         .to_owned();
     let body: Value = response.json().await.unwrap();
+    assert!(is_guid(body["id"].as_str().unwrap()), "{body}");
+    assert_eq!(
+        location,
+        format!(
+            "/v1/qualification-requests/{}",
+            body["id"].as_str().unwrap()
+        )
+    );
     assert_eq!(body["customerId"], CUSTOMER);
     assert_eq!(body["qualification"], "Education");
     assert_eq!(body["vettingStatus"], "InReview");

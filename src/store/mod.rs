@@ -1,0 +1,183 @@
+//! The durable store: qualification requests and their status history, the watch schedule,
+//! webhook subscriptions, the delivery outbox and Idempotency-Key answers. One schema
+//! (`migrations/`), two backends through sqlx's Any driver: SQLite embedded (the default)
+//! and PostgreSQL, where several replicas share leases and idempotency answers.
+
+mod idempotency;
+mod requests;
+mod watch;
+mod webhooks;
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Transaction};
+use time::OffsetDateTime;
+
+use crate::configuration::StoreSettings;
+
+pub use idempotency::IdempotencyRecord;
+pub use requests::{
+    ListQuery, NewRequest, Page, RequestOutcome, RequestStatus, StatusEvent, StoredRequest,
+};
+pub use watch::{LeasedWatch, OpenRequest, PollResult, Transition};
+pub use webhooks::{DeliveryFilter, LeasedDelivery, NewSubscription, StoredDelivery, Subscription};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// Row locks that let replicas lease different rows at once; SQLite has one writer and
+    /// needs none.
+    fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or refused the statement: a 503 for callers.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(#[from] sqlx::Error),
+    #[error("cannot open the store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The database, shared by handlers and background workers.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating when needed) and migrates the configured database.
+    pub async fn open(
+        settings: &StoreSettings,
+        default_path: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (url, backend) = match (&settings.url, &settings.path) {
+            (Some(url), _) => (url.expose_secret().to_owned(), Backend::Postgres),
+            (None, path) => {
+                let path: PathBuf = path
+                    .clone()
+                    .or_else(|| default_path.map(Path::to_path_buf))
+                    .ok_or_else(|| anyhow::anyhow!("store.path is not set"))?;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot create the store's directory {} (set store.path, {}): {e}",
+                            dir.display(),
+                            crate::configuration::env_name("store.path")
+                        )
+                    })?;
+                }
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    Backend::Sqlite,
+                )
+            }
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // One writer at a time is SQLite's rule; one connection keeps it simple
+                // and never meets SQLITE_BUSY.
+                Backend::Sqlite => 1,
+                Backend::Postgres => settings.max_connections,
+            })
+            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    // WAL: readers never wait for the writer; NORMAL: a commit survives a
+                    // crash of the process (not of the machine) without an fsync each.
+                    connection
+                        .execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(&url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the {} store: {e}", backend.as_str()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot migrate the {} store: {e}", backend.as_str()))?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A write transaction. SQLite's takes the write lock at once, so it never has to be
+    /// upgraded (and refused) halfway.
+    async fn write(&self) -> Result<Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Whether the database answers, for `/readyz`.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The store keeps times as Unix milliseconds, the one type both backends share.
+pub fn now_ms() -> i64 {
+    to_ms(OffsetDateTime::now_utc())
+}
+
+pub fn to_ms(time: OffsetDateTime) -> i64 {
+    (time.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn text(row: &AnyRow, column: &str) -> Result<String, sqlx::Error> {
+    sqlx::Row::try_get(row, column)
+}
+
+fn optional_text(row: &AnyRow, column: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::Row::try_get(row, column)
+}
+
+fn int(row: &AnyRow, column: &str) -> Result<i64, sqlx::Error> {
+    sqlx::Row::try_get(row, column)
+}
+
+fn optional_int(row: &AnyRow, column: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::Row::try_get(row, column)
+}

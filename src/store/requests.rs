@@ -1,0 +1,453 @@
+//! Qualification requests, their status timeline, and the outbox entries a change of status
+//! produces, written together.
+
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::domain::{
+    CorrelationId, CustomerId, QualificationRequest, QualificationStatus, RequestId, VettingStatus,
+};
+use crate::partner_center::UpstreamError;
+
+use super::{Store, StoreError, int, now_ms, optional_int, optional_text, text};
+
+/// Where a request stands. Submitted and InReview are open: the watcher follows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Sent to Partner Center; its answer not recorded yet.
+    Submitted,
+    InReview,
+    Approved,
+    Denied,
+    /// Partner Center set the qualification without vetting (StateOwnedEntity).
+    Accepted,
+    /// Partner Center refused the request (its 4xx).
+    Refused,
+    /// No verdict: Partner Center failed or could not be reached.
+    Failed,
+    /// Still InReview after `watch.max_days`: no longer followed.
+    WatchExpired,
+    /// A vetting status Partner Center added later, passed on as it is.
+    Other(String),
+}
+
+impl RequestStatus {
+    pub const OPEN: [&'static str; 2] = ["Submitted", "InReview"];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Submitted => "Submitted",
+            Self::InReview => "InReview",
+            Self::Approved => "Approved",
+            Self::Denied => "Denied",
+            Self::Accepted => "Accepted",
+            Self::Refused => "Refused",
+            Self::Failed => "Failed",
+            Self::WatchExpired => "WatchExpired",
+            Self::Other(other) => other,
+        }
+    }
+
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "Submitted" => Self::Submitted,
+            "InReview" => Self::InReview,
+            "Approved" => Self::Approved,
+            "Denied" => Self::Denied,
+            "Accepted" => Self::Accepted,
+            "Refused" => Self::Refused,
+            "Failed" => Self::Failed,
+            "WatchExpired" => Self::WatchExpired,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self, Self::Submitted | Self::InReview)
+    }
+}
+
+/// What is known of a request before Partner Center is called.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub id: Uuid,
+    pub caller_issuer: String,
+    pub caller_subject: String,
+    pub caller_app: String,
+    pub customer_id: String,
+    pub qualification: String,
+    pub education_segment: Option<String>,
+    pub website: Option<String>,
+    pub validation_code_masked: Option<String>,
+    pub ms_request_id: String,
+    pub correlation_id: String,
+}
+
+impl NewRequest {
+    pub fn new(
+        caller: &Caller,
+        customer: CustomerId,
+        request: &QualificationRequest,
+        ms_request_id: RequestId,
+        correlation_id: CorrelationId,
+    ) -> Self {
+        let (education_segment, website, validation_code_masked) = match request {
+            QualificationRequest::Education { segment, website } => {
+                (Some(segment.as_str().to_owned()), website.clone(), None)
+            }
+            QualificationRequest::GovernmentCommunityCloud { validation_code } => {
+                (None, None, Some(validation_code.masked()))
+            }
+            QualificationRequest::StateOwnedEntity => (None, None, None),
+        };
+        Self {
+            id: Uuid::new_v4(),
+            caller_issuer: caller.issuer.to_string(),
+            caller_subject: caller.subject.to_string(),
+            caller_app: caller.owning_app(),
+            customer_id: customer.to_string(),
+            qualification: request.qualification().as_str().to_owned(),
+            education_segment,
+            website,
+            validation_code_masked,
+            ms_request_id: ms_request_id.to_string(),
+            correlation_id: correlation_id.to_string(),
+        }
+    }
+
+    /// As [`Store::request`] would read it back just after it was recorded.
+    pub fn as_stored(&self) -> StoredRequest {
+        let now = now_ms();
+        StoredRequest {
+            id: self.id.to_string(),
+            caller_issuer: self.caller_issuer.clone(),
+            caller_subject: self.caller_subject.clone(),
+            caller_app: self.caller_app.clone(),
+            customer_id: self.customer_id.clone(),
+            qualification: self.qualification.clone(),
+            education_segment: self.education_segment.clone(),
+            website: self.website.clone(),
+            validation_code_masked: self.validation_code_masked.clone(),
+            ms_request_id: self.ms_request_id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            status: RequestStatus::Submitted,
+            status_reason: None,
+            http_status: None,
+            created_ms: now,
+            updated_ms: now,
+            timeline: Vec::new(),
+        }
+    }
+}
+
+impl RequestOutcome {
+    /// Partner Center took the request: its vetting status is the request's.
+    pub fn accepted(status: &QualificationStatus, http_status: u16) -> Self {
+        let (status, reason) = match &status.vetting_status {
+            Some(VettingStatus::InReview) => (RequestStatus::InReview, None),
+            Some(VettingStatus::Approved) => (RequestStatus::Approved, None),
+            Some(VettingStatus::Denied) => (RequestStatus::Denied, status.vetting_reason.clone()),
+            Some(VettingStatus::Other(other)) => (
+                RequestStatus::Other(other.clone()),
+                status.vetting_reason.clone(),
+            ),
+            None => (RequestStatus::Accepted, None),
+        };
+        Self {
+            status,
+            reason,
+            http_status: Some(http_status),
+        }
+    }
+
+    /// Partner Center refused it (Refused), certainly never saw it (Failed), or may have
+    /// processed it without the gateway hearing back (still Submitted: the watch finds out).
+    pub fn failed(error: &UpstreamError) -> Self {
+        use UpstreamError as U;
+        let http_status = error.upstream_status();
+        let (status, reason) = match error {
+            U::Rejected {
+                status,
+                description,
+                code,
+            } if error.is_verdict() => (
+                RequestStatus::Refused,
+                Some(
+                    description
+                        .clone()
+                        .or_else(|| code.clone())
+                        .unwrap_or_else(|| format!("Partner Center answered {status}")),
+                ),
+            ),
+            U::Timeout
+            | U::DeadlineExceeded
+            | U::AnswerLost { .. }
+            | U::ServerError { .. }
+            | U::InvalidResponse { .. } => (
+                RequestStatus::Submitted,
+                Some(format!(
+                    "no clear answer from Partner Center ({error}); the watch will find out"
+                )),
+            ),
+            other => (RequestStatus::Failed, Some(other.to_string())),
+        };
+        Self {
+            status,
+            reason,
+            http_status,
+        }
+    }
+}
+
+/// Partner Center's answer to the POST, as the request's next status.
+#[derive(Debug, Clone)]
+pub struct RequestOutcome {
+    pub status: RequestStatus,
+    pub reason: Option<String>,
+    /// Partner Center's status, when it answered.
+    pub http_status: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusEvent {
+    pub status: String,
+    pub reason: Option<String>,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredRequest {
+    pub id: String,
+    pub caller_issuer: String,
+    pub caller_subject: String,
+    pub caller_app: String,
+    pub customer_id: String,
+    pub qualification: String,
+    pub education_segment: Option<String>,
+    pub website: Option<String>,
+    pub validation_code_masked: Option<String>,
+    pub ms_request_id: String,
+    pub correlation_id: String,
+    pub status: RequestStatus,
+    pub status_reason: Option<String>,
+    pub http_status: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// Filled by [`Store::request`] only; lists leave it empty.
+    pub timeline: Vec<StatusEvent>,
+}
+
+impl StoredRequest {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: text(row, "id")?,
+            caller_issuer: text(row, "caller_issuer")?,
+            caller_subject: text(row, "caller_subject")?,
+            caller_app: text(row, "caller_app")?,
+            customer_id: text(row, "customer_id")?,
+            qualification: text(row, "qualification")?,
+            education_segment: optional_text(row, "education_segment")?,
+            website: optional_text(row, "website")?,
+            validation_code_masked: optional_text(row, "validation_code_masked")?,
+            ms_request_id: text(row, "ms_request_id")?,
+            correlation_id: text(row, "correlation_id")?,
+            status: RequestStatus::parse(&text(row, "status")?),
+            status_reason: optional_text(row, "status_reason")?,
+            http_status: optional_int(row, "http_status")?,
+            created_ms: int(row, "created_ms")?,
+            updated_ms: int(row, "updated_ms")?,
+            timeline: Vec::new(),
+        })
+    }
+}
+
+/// Filters of the history listing; `None` means any.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    /// Only this app's requests (everyone but auditors).
+    pub caller_app: Option<String>,
+    pub customer_id: Option<String>,
+    pub status: Option<String>,
+    pub since_ms: Option<i64>,
+    /// Strictly older than this (created, id): the page before began there.
+    pub before: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+pub struct Page {
+    pub items: Vec<StoredRequest>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<(i64, String)>,
+}
+
+pub(super) const REQUEST_COLUMNS: &str = "id, caller_issuer, caller_subject, caller_app, customer_id, qualification, \
+     education_segment, website, validation_code_masked, ms_request_id, correlation_id, status, \
+     status_reason, http_status, created_ms, updated_ms";
+
+impl Store {
+    /// Records a request about to be sent, and makes sure its customer is watched: if the
+    /// gateway dies before Partner Center's answer is recorded, the watcher still finds out.
+    pub async fn record_submitted(
+        &self,
+        request: &NewRequest,
+        first_poll_ms: i64,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
+             qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
+             status, status_reason, http_status, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Submitted', NULL, NULL, $12, $12)",
+        )
+        .bind(request.id.to_string())
+        .bind(&request.caller_issuer)
+        .bind(&request.caller_subject)
+        .bind(&request.caller_app)
+        .bind(&request.customer_id)
+        .bind(&request.qualification)
+        .bind(&request.education_segment)
+        .bind(&request.website)
+        .bind(&request.validation_code_masked)
+        .bind(&request.ms_request_id)
+        .bind(&request.correlation_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, &request.id.to_string(), "Submitted", None, now).await?;
+        super::watch::schedule_customer(&mut tx, &request.customer_id, first_poll_ms, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Partner Center's answer to the POST, and the notifications it calls for, at once.
+    pub async fn record_outcome(
+        &self,
+        id: Uuid,
+        outcome: &RequestOutcome,
+        notification: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let id = id.to_string();
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, updated_ms = $4 \
+             WHERE id = $5",
+        )
+        .bind(outcome.status.as_str())
+        .bind(&outcome.reason)
+        .bind(outcome.http_status.map(i64::from))
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            &id,
+            outcome.status.as_str(),
+            outcome.reason.as_deref(),
+            now,
+        )
+        .await?;
+        if let Some((event_type, payload)) = notification {
+            let app: String =
+                sqlx::query_scalar("SELECT caller_app FROM qualification_requests WHERE id = $1")
+                    .bind(&id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            super::webhooks::enqueue(&mut tx, &app, event_type, payload, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One request with its timeline; `caller_app` limits it to that app's requests.
+    pub async fn request(
+        &self,
+        id: &str,
+        caller_app: Option<&str>,
+    ) -> Result<Option<StoredRequest>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM qualification_requests WHERE id = $1 AND ($2 IS NULL OR caller_app = $2)"
+        ))
+        .bind(id)
+        .bind(caller_app)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut request = StoredRequest::from_row(&row)?;
+        let events = sqlx::query(
+            "SELECT status, reason, at_ms FROM qualification_request_events WHERE request_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        request.timeline = events
+            .iter()
+            .map(|row| {
+                Ok(StatusEvent {
+                    status: text(row, "status")?,
+                    reason: optional_text(row, "reason")?,
+                    at_ms: int(row, "at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Some(request))
+    }
+
+    /// Newest first, a page at a time.
+    pub async fn requests(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let (before_ms, before_id) = match &query.before {
+            Some((ms, id)) => (Some(*ms), Some(id.as_str())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM qualification_requests \
+             WHERE ($1 IS NULL OR caller_app = $1) AND ($2 IS NULL OR customer_id = $2) \
+             AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR created_ms >= $4) \
+             AND ($5 IS NULL OR created_ms < $5 OR (created_ms = $5 AND id < $6)) \
+             ORDER BY created_ms DESC, id DESC LIMIT $7"
+        ))
+        .bind(&query.caller_app)
+        .bind(&query.customer_id)
+        .bind(&query.status)
+        .bind(query.since_ms)
+        .bind(before_ms)
+        .bind(before_id)
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows
+            .iter()
+            .map(StoredRequest::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > query.limit as usize;
+        items.truncate(query.limit as usize);
+        let next = match (more, items.last()) {
+            (true, Some(last)) => Some((last.created_ms, last.id.clone())),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+}
+
+pub(super) async fn insert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    request_id: &str,
+    status: &str,
+    reason: Option<&str>,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM qualification_request_events WHERE request_id = $1",
+    )
+    .bind(request_id)
+    .bind(status)
+    .bind(reason)
+    .bind(at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
