@@ -139,8 +139,11 @@ impl Application {
             )?,
             max_body_bytes: settings.server.max_body_bytes,
             idempotency: IdempotencyStore::new(
+                store.clone(),
                 Duration::from_secs(settings.idempotency.ttl_secs),
-                settings.idempotency.max_entries,
+                // The longest a request can run, and some.
+                Duration::from_millis(settings.partner_center.call_deadline_ms)
+                    + Duration::from_secs(30),
             ),
             metrics: metrics.clone(),
             lifecycle: lifecycle.clone(),
@@ -161,6 +164,7 @@ impl Application {
             .run()
             .boxed(),
         ];
+        workers.push(purge_expired_idempotency(store.clone()).boxed());
         if settings.watch.enabled {
             workers.push(
                 Watcher::new(state.clone(), &settings.watch, owner)
@@ -350,6 +354,17 @@ impl Application {
         self.state.store.close().await;
         tracing::info!("partner-gateway stopped");
         result
+    }
+}
+
+/// Expired Idempotency-Key answers go every few minutes (a claim also clears its own).
+async fn purge_expired_idempotency(store: Store) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        match store.purge_expired_idempotency().await {
+            Ok(purged) => tracing::debug!(purged, "expired Idempotency-Key answers purged"),
+            Err(error) => tracing::warn!(%error, "cannot purge expired Idempotency-Key answers"),
+        }
     }
 }
 

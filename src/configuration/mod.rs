@@ -152,7 +152,6 @@ pub struct RateLimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdempotencySettings {
     pub ttl_secs: u64,
-    pub max_entries: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

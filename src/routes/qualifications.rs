@@ -194,7 +194,11 @@ async fn create(
         &operation,
         request.canonical_form().as_bytes(),
     );
-    let claim = state.idempotency.claim(&idempotent);
+    let claim = state
+        .idempotency
+        .claim(&idempotent)
+        .await
+        .map_err(|e| store_failure(state, e, correlation_id))?;
     Metrics::result(
         &state.metrics.idempotency,
         match &claim {
@@ -216,18 +220,20 @@ async fn create(
             };
             match request_qualification(state, caller, customer, &request, call, audit).await {
                 Ok(answer) => {
-                    in_flight.complete(answer.clone());
+                    in_flight.complete(&answer).await;
                     Ok(answer.to_response(false))
                 }
                 // Partner Center's verdict is the answer for this key, as a 202 would be.
                 Err(error) if error.is_upstream_verdict() => {
                     let (status, body) = error.status_and_body();
-                    in_flight.complete(StoredResponse {
-                        status,
-                        content_type: PROBLEM_JSON,
-                        location: None,
-                        body: body.into(),
-                    });
+                    in_flight
+                        .complete(&StoredResponse {
+                            status,
+                            content_type: PROBLEM_JSON,
+                            location: None,
+                            body: body.into(),
+                        })
+                        .await;
                     Err(error)
                 }
                 // Anything else drops `in_flight`, freeing the key: the caller may retry,
