@@ -118,7 +118,11 @@ impl IdempotencyStore {
         let fingerprint = hex(&request.fingerprint);
         let held = self
             .store
-            .claim_idempotency(&scope, &fingerprint, self.abandoned_after.as_millis() as i64)
+            .claim_idempotency(
+                &scope,
+                &fingerprint,
+                self.abandoned_after.as_millis() as i64,
+            )
             .await?;
         Ok(match held {
             None => Claim::Fresh(InFlight {

@@ -432,6 +432,14 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, type_suffi
 
 /// The single JWT-less settings used by the sandbox tests.
 pub async fn spawn_sandbox(approval_delay_ms: u64) -> (String, reqwest::Client) {
+    spawn_sandbox_with(approval_delay_ms, |_| {}).await
+}
+
+/// A sandbox, with the test's last word on the settings.
+pub async fn spawn_sandbox_with(
+    approval_delay_ms: u64,
+    configure: impl FnOnce(&mut Settings),
+) -> (String, reqwest::Client) {
     LazyLock::force(&LOGS);
     let mut settings = Settings::defaults().unwrap();
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
@@ -441,6 +449,7 @@ pub async fn spawn_sandbox(approval_delay_ms: u64) -> (String, reqwest::Client) 
     // The sandbox's 500 customer is retried: milliseconds, not the production half-second.
     settings.partner_center.retry_base_delay_ms = 5;
     settings.partner_center.retry_max_delay_ms = 40;
+    configure(&mut settings);
     let application = Application::build(settings).await.expect("sandbox builds");
     let url = application.url();
     tokio::spawn(application.run_until_stopped());
@@ -549,3 +558,88 @@ pub async fn sandbox_caller_token(http: &reqwest::Client, url: &str, body: Value
     assert_eq!(body["tokenType"], "Bearer");
     body["accessToken"].as_str().unwrap().to_owned()
 }
+
+/// The vetting watch and webhook deliveries on a test's time scale: a poll a second after a
+/// request, rounds every 50 ms, retries after 50-200 ms, receivers on loopback allowed.
+pub fn fast_watch(settings: &mut Settings) {
+    settings.watch.schedule_secs = vec![1];
+    settings.watch.jitter = 0.0;
+    settings.watch.tick_ms = 50;
+    settings.webhooks.tick_ms = 50;
+    settings.webhooks.retry_base_ms = 50;
+    settings.webhooks.retry_max_ms = 200;
+    settings.webhooks.allowed_hosts = vec!["127.0.0.1".into()];
+    settings.webhooks.allow_http = true;
+    settings.webhooks.allow_private_addresses = true;
+}
+
+/// Waits (bounded: `limit`, 50 ms apart) until `check` gives something.
+pub async fn eventually<T, F, Fut>(limit: std::time::Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Subscribes the token's app to `events` at `url`; the subscription's id and secret.
+pub async fn subscribe(app: &TestApp, token: &str, url: &str, events: &[&str]) -> (String, String) {
+    let response = app
+        .http
+        .post(format!("{}/v1/webhooks", app.url))
+        .bearer_auth(token)
+        .json(&json!({"url": url, "events": events}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let secret = body["secret"].as_str().unwrap().to_owned();
+    register_secret(&secret);
+    (body["id"].as_str().unwrap().to_owned(), secret)
+}
+
+/// Partner Center takes an Education request for `customer` (InReview), `times` times.
+pub async fn partner_center_takes_education(app: &TestApp, customer: &str, times: u64) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/customers/{customer}/qualifications")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "qualification": "Education", "vettingStatus": "InReview", "vettingCreateDate": "2026-11-30T10:00:00Z"
+        })))
+        .expect(times)
+        .named("Partner Center POST")
+        .mount(&app.partner_center)
+        .await;
+}
+
+/// Partner Center lists `customer`'s Education vetting as `status`, exactly `times` times.
+pub async fn partner_center_lists_education(
+    app: &TestApp,
+    customer: &str,
+    status: &str,
+    times: u64,
+) {
+    let mut entry = json!({"qualification": "Education", "vettingStatus": status, "vettingCreateDate": "2026-11-30T10:00:00Z"});
+    if status == "Denied" {
+        entry["vettingReason"] = json!("Not an Education Customer");
+    }
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/customers/{customer}/qualifications")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([entry])))
+        .expect(times)
+        .named("Partner Center GET (the watch)")
+        .mount(&app.partner_center)
+        .await;
+}
+
+pub const EDUCATION: &str =
+    r#"{"qualification":"Education","educationSegment":"K12","website":"contoso.edu"}"#;

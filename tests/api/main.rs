@@ -18,3 +18,5 @@ mod upstream_errors;
 mod upstream_protection;
 mod upstream_retries;
 mod validation;
+mod vetting_watch;
+mod webhooks;

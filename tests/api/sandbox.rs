@@ -239,3 +239,87 @@ async fn a_wrong_method_on_a_sandbox_route_is_a_405_too() {
         assert_eq!(response.headers()["allow"], allow);
     }
 }
+
+/// What the issue's person does in Swagger UI: POST Education with a sandbox token, then see a
+/// signed `qualification.approved` arrive at the sandbox's own receiver, nothing else running.
+#[tokio::test]
+async fn an_education_post_ends_in_a_signed_approval_at_the_sandbox_receiver() {
+    let (url, http) = crate::helpers::spawn_sandbox_with(300, |settings| {
+        settings.sandbox.watch_schedule_secs = vec![1];
+        settings.watch.tick_ms = 50;
+        settings.webhooks.tick_ms = 50;
+    })
+    .await;
+    let token = crate::helpers::sandbox_caller_token(&http, &url, serde_json::json!({})).await;
+    let customer = uuid::Uuid::new_v4();
+    let posted = http
+        .post(format!("{url}/v1/customers/{customer}/qualifications"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"qualification": "Education", "educationSegment": "K12", "website": "contoso.edu"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    let id = posted.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let arrived = crate::helpers::eventually(std::time::Duration::from_secs(20), || async {
+        let seen: Value = http
+            .get(format!("{url}/sandbox/webhook-receiver"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen["notifications"].as_array().and_then(|n| {
+            n.iter()
+                .find(|n| n["body"]["data"]["requestId"] == id.as_str())
+                .cloned()
+        })
+    })
+    .await
+    .expect("a notification arrives");
+    assert_eq!(arrived["eventType"], "qualification.approved");
+    assert_eq!(arrived["signature"], "valid", "{arrived}");
+    assert!(arrived["subscriptionId"].is_string());
+    let record: Value = http
+        .get(format!("{url}/v1/qualification-requests/{id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["status"], "Approved", "{record}");
+
+    // A notification signed with another secret is shown as such.
+    let forged = http
+        .post(format!("{url}/sandbox/webhook-receiver"))
+        .header("webhook-id", "msg_forged")
+        .header(
+            "webhook-timestamp",
+            time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
+        )
+        .header(
+            "webhook-signature",
+            "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .body(r#"{"type":"qualification.approved"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 204);
+    let seen: Value = http
+        .get(format!("{url}/sandbox/webhook-receiver"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["notifications"][0]["webhookId"], "msg_forged");
+    assert_eq!(seen["notifications"][0]["signature"], "bad-signature");
+}
