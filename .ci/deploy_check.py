@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEYS = {
     "PARTNER_GATEWAY__PARTNER_TOKEN__CLIENT_SECRET",
     "PARTNER_GATEWAY__PARTNER_TOKEN__REFRESH_TOKEN",
+    "PARTNER_GATEWAY__STORE__URL",
 }
 SECRET_NAME = "partner-gateway-credentials"
 # The image's ENV (deploy/Dockerfile), under whatever the ConfigMap sets.
@@ -170,7 +171,8 @@ def policy(path, name):
     for np in policies:
         need(set(np["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}, "NetworkPolicy must cover Ingress and Egress")
         egress_ports = {p.get("port") for rule in np["spec"].get("egress", []) for p in rule.get("ports", [])}
-        allowed = {53} if sandbox else {53, 443}
+        # DNS; Entra, Partner Center and webhook receivers; the PostgreSQL store.
+        allowed = {53} if sandbox else {53, 443, 5432}
         need(egress_ports == allowed, f"egress ports {sorted(egress_ports)}, expected {sorted(allowed)}")
         for rule in np["spec"].get("egress", []):
             need(rule.get("ports") and rule.get("to"), "every egress rule names its ports and destinations")
@@ -259,6 +261,7 @@ def config(path, binary):
     note = f" ({substituted} placeholder settings filled in)" if substituted else ""
     if any("secretRef" in s for s in container.get("envFrom", [])):
         env.update({key: "placeholder-for-deploy-check" for key in SECRET_KEYS})
+        env["PARTNER_GATEWAY__STORE__URL"] = "postgres://gateway@db.placeholder/partner_gateway"
     run = subprocess.run(
         [binary, "check-config"],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},

@@ -643,3 +643,184 @@ pub async fn partner_center_lists_education(
 
 pub const EDUCATION: &str =
     r#"{"qualification":"Education","educationSegment":"K12","website":"contoso.edu"}"#;
+
+/// A throwaway PostgreSQL cluster from Debian's `postgresql` package: initdb and pg_ctl on a
+/// temporary directory, listening on a Unix socket only; stopped and removed on drop.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    /// `postgres://…?host=<socket dir>`, for `store.url`.
+    pub url: String,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let bin = postgres_bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("pg-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let socket = dir.path().join("socket");
+        std::fs::create_dir(&socket).unwrap();
+        if running_as_root() {
+            // initdb refuses to run as root: the cluster belongs to the package's user.
+            let owned = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(owned.success());
+        }
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let cluster = Self {
+            url: format!(
+                "postgres://postgres@localhost/postgres?host={}&port={port}",
+                socket.display()
+            ),
+            dir,
+            bin,
+        };
+        let data = cluster.data();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-c listen_addresses='' -k {} -p {port} -c fsync=off -c synchronous_commit=off",
+            socket.display()
+        );
+        let log = cluster.dir.path().join("server.log");
+        cluster.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "30",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+        cluster
+    }
+
+    /// Stops the server at once (an outage, or the end of the test).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "20",
+                "stop",
+            ],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_str().unwrap().to_owned()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let mut command = if running_as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(program));
+            c
+        } else {
+            std::process::Command::new(self.bin.join(program))
+        };
+        let output = command.args(args).output().unwrap();
+        assert!(
+            output.status.success() || args.last() == Some(&"stop"),
+            "{program}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
+
+/// The server's programs, installed from Debian's `postgresql` package first when missing
+/// (as .ci/run does), so the README's one test command works on a fresh machine.
+fn postgres_bin_dir() -> std::path::PathBuf {
+    static BIN: LazyLock<std::path::PathBuf> = LazyLock::new(|| {
+        if let Some(bin) = installed_postgres() {
+            return bin;
+        }
+        let apt = |args: &[&str]| {
+            let mut command = if running_as_root() {
+                std::process::Command::new("apt-get")
+            } else {
+                let mut sudo = std::process::Command::new("sudo");
+                sudo.args(["-n", "apt-get"]);
+                sudo
+            };
+            command
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        eprintln!("tests: installing Debian's postgresql for the store tests");
+        if !apt(&["install", "-y", "-qq", "postgresql"]) {
+            apt(&["update", "-qq"]);
+            apt(&["install", "-y", "-qq", "postgresql"]);
+        }
+        installed_postgres().expect(
+            "PostgreSQL's server is not installed and could not be: apt-get install -y postgresql",
+        )
+    });
+    BIN.clone()
+}
+
+/// Where Debian puts the server programs (not on PATH): the newest version's.
+fn installed_postgres() -> Option<std::path::PathBuf> {
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.retain(|bin| bin.join("initdb").exists());
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop()
+}

@@ -12,6 +12,7 @@ mod metrics;
 mod openapi;
 mod operations;
 mod partner_token;
+mod postgres;
 mod sandbox;
 mod upstream_calls;
 mod upstream_errors;

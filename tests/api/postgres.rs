@@ -1,0 +1,242 @@
+//! The store on PostgreSQL, as several replicas use it: a real cluster per test, started by
+//! the test (initdb + pg_ctl on a temporary directory and a Unix socket).
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::Value;
+use wiremock::matchers::{any, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{
+    EDUCATION, Postgres, TestApp, TestOptions, assert_problem, eventually, fast_watch,
+    spawn_app_with,
+};
+
+/// A gateway on `url`'s database, calling the shared Partner Center; it asks Entra for a
+/// token `token_calls` times.
+async fn replica(url: &str, partner_center: &MockServer, token_calls: u64) -> TestApp {
+    let url = url.to_owned();
+    let app = spawn_app_with(TestOptions {
+        partner_center_base_url: Some(partner_center.uri()),
+        configure: Some(Box::new(move |settings, _| {
+            fast_watch(settings);
+            settings.store.url = Some(SecretString::from(url));
+            settings.store.acquire_timeout_ms = 1_000;
+        })),
+        ..TestOptions::default()
+    })
+    .await;
+    app.mount_token_endpoint(
+        &format!("pc-token-{}", uuid::Uuid::new_v4().simple()),
+        token_calls,
+    )
+    .await;
+    app
+}
+
+#[tokio::test]
+async fn two_gateways_on_one_postgres_poll_each_request_exactly_once_and_share_idempotency_answers()
+{
+    let database = Postgres::start();
+    let partner_center = MockServer::start().await;
+    let replicas = [
+        replica(&database.url, &partner_center, 1).await,
+        replica(&database.url, &partner_center, 1).await,
+    ];
+    let customers: Vec<String> = (0..6).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for customer in &customers {
+        let at = format!("/v1/customers/{customer}/qualifications");
+        Mock::given(method("POST"))
+            .and(path(at.clone()))
+            .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!(
+                {"qualification": "Education", "vettingStatus": "InReview"}
+            )))
+            .expect(1)
+            .mount(&partner_center)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
+                [{"qualification": "Education", "vettingStatus": "Approved"}]
+            )))
+            .expect(1)
+            .named("one poll per request, by either replica")
+            .mount(&partner_center)
+            .await;
+    }
+    let mut ids = Vec::new();
+    for (n, customer) in customers.iter().enumerate() {
+        let app = &replicas[n % 2];
+        let posted = app
+            .post_qualification(customer, EDUCATION, Some(&app.writer_token()))
+            .await;
+        assert_eq!(posted.status(), 202);
+        ids.push(
+            posted.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Either replica reads every record: one store.
+    let reader = replicas[1].writer_token();
+    for id in &ids {
+        let approved = eventually(Duration::from_secs(20), || async {
+            let record: Value = replicas[1]
+                .get(&format!("/v1/qualification-requests/{id}"), Some(&reader))
+                .await
+                .json()
+                .await
+                .unwrap();
+            (record["status"] == "Approved").then_some(())
+        })
+        .await;
+        assert!(approved.is_some(), "{id} approved");
+    }
+    // Both watchers kept running meanwhile and after: still one GET per customer.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    partner_center.verify().await;
+
+    // An Idempotency-Key answered by one replica is replayed by the other, without a call.
+    let keyed_customer = uuid::Uuid::new_v4().to_string();
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/v1/customers/{keyed_customer}/qualifications"
+        )))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!(
+            {"qualification": "StateOwnedEntity"}
+        )))
+        .expect(1)
+        .named("the keyed POST, once")
+        .mount(&partner_center)
+        .await;
+    let soe = r#"{"qualification":"StateOwnedEntity"}"#;
+    let key = format!("order-{}", uuid::Uuid::new_v4().simple());
+    let post_keyed = |app: &'_ TestApp| {
+        let token = app.writer_token();
+        let url = format!("{}/v1/customers/{keyed_customer}/qualifications", app.url);
+        let (http, key) = (app.http.clone(), key.clone());
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .header("Content-Type", "application/json")
+                .header("Idempotency-Key", key)
+                .body(soe)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = post_keyed(&replicas[0]).await;
+    assert_eq!(first.status(), 202);
+    let first_body: Value = first.json().await.unwrap();
+    let again = post_keyed(&replicas[1]).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first_body);
+    partner_center.verify().await;
+}
+
+#[tokio::test]
+async fn a_store_outage_answers_503_and_sends_nothing_upstream() {
+    let database = Postgres::start();
+    let partner_center = MockServer::start().await;
+    let app = replica(&database.url, &partner_center, 0).await;
+    assert!(crate::helpers::wait_until_ready(&app.url, Duration::from_secs(10)).await);
+    database.stop();
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .named("nothing reaches Partner Center")
+        .mount(&partner_center)
+        .await;
+    let customer = uuid::Uuid::new_v4().to_string();
+    let refused = app
+        .post_qualification(&customer, EDUCATION, Some(&app.writer_token()))
+        .await;
+    let problem = assert_problem(refused, 503, "store-unavailable").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was sent"),
+        "{problem}"
+    );
+    let not_ready = app.get("/readyz", None).await;
+    assert_eq!(not_ready.status(), 503);
+    let body: Value = not_ready.json().await.unwrap();
+    assert_eq!(body["checks"]["store"], "unavailable");
+    partner_center.verify().await;
+    app.entra.verify().await;
+}
+
+fn new_request(customer: &str) -> partner_gateway::store::NewRequest {
+    partner_gateway::store::NewRequest {
+        id: uuid::Uuid::new_v4(),
+        caller_issuer: "issuer".into(),
+        caller_subject: "subject".into(),
+        caller_app: "issuer#app".into(),
+        customer_id: customer.into(),
+        qualification: "Education".into(),
+        education_segment: Some("K12".into()),
+        website: None,
+        validation_code_masked: None,
+        ms_request_id: uuid::Uuid::new_v4().to_string(),
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// Replicas lease disjoint customers at once, and a dead replica's lease lapses to another.
+#[tokio::test]
+async fn concurrent_leases_never_overlap_and_a_dead_replicas_lease_is_taken_over() {
+    let database = Postgres::start();
+    let mut settings = partner_gateway::configuration::Settings::defaults()
+        .unwrap()
+        .store;
+    settings.url = Some(SecretString::from(database.url.clone()));
+    let store = partner_gateway::store::Store::open(&settings, None)
+        .await
+        .unwrap();
+    let due = partner_gateway::store::now_ms() - 1;
+    for _ in 0..20 {
+        store
+            .record_submitted(&new_request(&uuid::Uuid::new_v4().to_string()), due)
+            .await
+            .unwrap();
+    }
+    let (a, b) = tokio::join!(
+        store.lease_due_watches("replica-a", 60_000, 12),
+        store.lease_due_watches("replica-b", 60_000, 12)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut all: Vec<&str> = a.iter().chain(&b).map(|w| w.customer_id.as_str()).collect();
+    assert_eq!(all.len(), 20, "together they took every due customer");
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 20, "no customer leased twice");
+
+    let lapsing = new_request(&uuid::Uuid::new_v4().to_string());
+    store.record_submitted(&lapsing, due).await.unwrap();
+    let held = store
+        .lease_due_watches("dying-replica", 200, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(
+        store
+            .lease_due_watches("replica-c", 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let taken = store
+        .lease_due_watches("replica-c", 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "the lapsed lease is taken over");
+    assert_eq!(taken[0].customer_id, lapsing.customer_id);
+    store.close().await;
+}
