@@ -21,8 +21,8 @@ every path.",
         contact(name = "partner-gateway maintainers"),
         license(name = "Proprietary", identifier = "LicenseRef-Proprietary"),
     ),
-    components(schemas(Problem)),
-    modifiers(&BearerAuth),
+    components(schemas(Problem, crate::webhooks::Envelope)),
+    modifiers(&BearerAuth, &Webhooks),
     tags(
         (name = "qualifications", description = "Request a qualification and follow its vetting"),
         (name = "qualification requests", description = "The gateway's record of every qualification request, with its status timeline, kept up to date by the vetting watch"),
@@ -45,6 +45,62 @@ impl Modify for BearerAuth {
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// What the gateway sends to subscribed callback URLs (OpenAPI 3.1 `webhooks`).
+struct Webhooks;
+
+impl Modify for Webhooks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let header = |name: &str, description: &str| {
+            serde_json::json!({"name": name, "in": "header", "required": true,
+                "schema": {"type": "string"}, "description": description})
+        };
+        let parameters = [
+            header(
+                "webhook-id",
+                "The message's ID (`msg_…`): the same on every attempt; de-duplicate on it.",
+            ),
+            header(
+                "webhook-timestamp",
+                "Unix seconds when this attempt was signed; refuse one more than 5 minutes off.",
+            ),
+            header(
+                "webhook-signature",
+                "`v1,<base64 HMAC-SHA256>` of `{webhook-id}.{webhook-timestamp}.{raw body}`, keyed with the bytes of the subscription's `whsec_` secret (base64 after the prefix); space-separated when several.",
+            ),
+        ];
+        let mut webhooks = serde_json::Map::new();
+        for (event, summary) in [
+            (
+                "qualification.approved",
+                "Partner Center approved a qualification request",
+            ),
+            (
+                "qualification.denied",
+                "Partner Center denied a qualification request (its reason in vettingReason)",
+            ),
+            (
+                "qualification.expired-watch",
+                "A request was still InReview after watch.max_days; the gateway stopped following it",
+            ),
+        ] {
+            webhooks.insert(event.to_owned(), serde_json::json!({"post": {
+                "tags": ["webhooks"],
+                "summary": summary,
+                "description": "Sent to each subscription of the requesting app that asked for this event, at least once: retried with exponential backoff for up to 24 hours while the receiver does not answer 2xx within 10 s (redirects are not followed), then dead-lettered. Verify the signature over the raw body before parsing it.",
+                "operationId": event,
+                "parameters": parameters,
+                "requestBody": {"required": true, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/QualificationEvent"}}}},
+                "responses": {
+                    "2XX": {"description": "Received; the delivery is done"},
+                    "default": {"description": "Anything else, or no answer in time: delivered again later"}
+                }
+            }}));
+        }
+        openapi.webhooks = serde_json::from_value(serde_json::Value::Object(webhooks)).ok();
     }
 }
 

@@ -137,3 +137,49 @@ fn assert_conventions(spec: &Value) {
         }
     }
 }
+
+#[test]
+fn the_notifications_are_described_as_openapi_webhooks() {
+    let spec = serde_json::to_value(partner_gateway::routes::openapi_document()).unwrap();
+    let events: Vec<&String> = spec["webhooks"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        events,
+        [
+            "qualification.approved",
+            "qualification.denied",
+            "qualification.expired-watch"
+        ]
+    );
+    let approved = &spec["webhooks"]["qualification.approved"]["post"];
+    let headers: Vec<&str> = approved["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        headers,
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+    );
+    let schema = approved["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap();
+    let name = schema.rsplit('/').next().unwrap();
+    let event = &spec["components"]["schemas"][name];
+    assert_eq!(
+        event["required"],
+        serde_json::json!(["type", "timestamp", "data"]),
+        "{event}"
+    );
+    // The subscription and delivery operations sit beside them.
+    for path in [
+        "/v1/webhooks",
+        "/v1/webhooks/{id}",
+        "/v1/webhook-deliveries",
+        "/v1/webhook-deliveries/{id}/redeliver",
+        "/v1/qualification-requests",
+        "/v1/qualification-requests/{id}",
+    ] {
+        assert!(spec["paths"].get(path).is_some(), "{path}");
+    }
+}
