@@ -40,6 +40,9 @@ pub enum ApiErrorKind {
     ResourceNotFound { what: &'static str },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A well-formed callback URL the gateway will not call.
+    #[error("callback URL refused: {}", .0.message)]
+    CallbackRefused(FieldError),
     #[error("this app already holds {limit} webhook subscriptions")]
     SubscriptionLimit { limit: u64 },
     /// A browser preflight from an origin, or asking for a method or header, not allowed.
@@ -348,6 +351,12 @@ impl ApiError {
                 "The gateway's store is unavailable",
                 "The gateway could not record the request, so nothing was sent to Partner Center; try again shortly.".into(),
             ),
+            K::CallbackRefused(refusal) => m(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "callback-url-refused",
+                "The gateway will not call this URL",
+                format!("url: {}", refusal.message),
+            ),
             K::SubscriptionLimit { limit } => m(
                 StatusCode::CONFLICT,
                 "subscription-limit",
@@ -417,6 +426,7 @@ impl ApiError {
         let header = |name: &str| Some(name.to_owned());
         match &self.kind {
             ApiErrorKind::Validation(_) => errors.and_then(|e| e.first()).map(|e| e.field.clone()),
+            ApiErrorKind::CallbackRefused(refusal) => Some(refusal.field.clone()),
             ApiErrorKind::Auth(AuthError::KeysUnavailable) => None,
             ApiErrorKind::Auth(_) => header("Authorization"),
             ApiErrorKind::Idempotency(_) => header(crate::domain::IDEMPOTENCY_KEY_HEADER),

@@ -38,6 +38,15 @@ impl FieldErrors {
         }
     }
 
+    /// Adds `error` at `index` (clamped), keeping the faults in the order of the fields.
+    pub fn insert(&mut self, index: usize, error: FieldError) {
+        self.0.insert(index.min(self.0.len()), error);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn extend(&mut self, other: FieldErrors) {
         self.0.extend(other.0);
     }

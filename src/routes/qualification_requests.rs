@@ -1,6 +1,4 @@
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -33,6 +31,9 @@ pub struct ListParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// `nextCursor` of the page before.
+    #[param(
+        pattern = r"^[0-9]{1,16}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     cursor: Option<String>,
 }
 
@@ -211,9 +212,7 @@ pub async fn list_qualification_requests(
         .await
         .with_correlation(correlation_id)?;
     Ok(HttpResponse::Ok().json(QualificationRequestPage {
-        next_cursor: page
-            .next
-            .map(|(ms, id)| URL_SAFE_NO_PAD.encode(format!("{ms}:{id}"))),
+        next_cursor: page.next.map(|(ms, id)| format!("{ms}_{id}")),
         items: page
             .items
             .into_iter()
@@ -309,17 +308,11 @@ fn parse_list_params(params: &ListParams) -> Result<ListQuery, FieldErrors> {
         }
     }
     if let Some(cursor) = &params.cursor {
-        let decoded = URL_SAFE_NO_PAD
-            .decode(cursor)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .and_then(|text| {
-                let (ms, id) = text.split_once(':')?;
-                Some((
-                    ms.parse::<i64>().ok()?,
-                    uuid::Uuid::parse_str(id).ok()?.to_string(),
-                ))
-            });
+        // Where the page before ended: its last request's creation time and ID.
+        let decoded = cursor.split_once('_').and_then(|(ms, id)| {
+            let id = uuid::Uuid::try_parse(id).ok()?;
+            Some((ms.parse::<i64>().ok()?, id.hyphenated().to_string()))
+        });
         match decoded {
             Some(before) => query.before = Some(before),
             None => errors.push(FieldError::new(

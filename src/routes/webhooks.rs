@@ -12,8 +12,8 @@ use crate::domain::{CorrelationId, FieldError, FieldErrors};
 use crate::error::{ApiError, ApiErrorKind, Problem, WithCorrelation};
 use crate::state::AppState;
 use crate::store::{DeliveryFilter, NewSubscription, StoredDelivery, Subscription, from_ms};
-use crate::webhooks::EventType;
 use crate::webhooks::signature::generate_secret;
+use crate::webhooks::{CallbackRefusal, EventType};
 
 /// A webhook subscription of the caller's app.
 #[derive(Serialize, ToSchema)]
@@ -81,10 +81,11 @@ pub struct NewWebhookSubscription {
     responses(
         (status = 201, description = "Subscribed; keep `secret`, it is not shown again", body = WebhookSubscription,
             headers(("Location" = String, description = "/v1/webhooks/{id}"))),
-        (status = 400, description = "The URL or events are refused (each in `errors`: not https, a host not allowed, an internal address, an unknown event), or malformed credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The request is malformed (every fault in `errors`: not a URL, an unknown event, an unknown field), or malformed credentials", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid caller token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the write role or its app is not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The app holds `webhooks.max_subscriptions_per_app` subscriptions already", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`callback-url-refused`: the gateway will not call this URL (not https, a host outside webhooks.allowed_hosts, or an internal address); `field` is `url`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable (`store-unavailable`), or the callers' signing keys cannot be fetched", body = Problem, content_type = "application/problem+json"),
@@ -129,14 +130,19 @@ pub async fn create_webhook(
         .json(WebhookSubscription::new(subscription, true)))
 }
 
+/// Every fault at once (400); a well-formed request whose URL the policy refuses is a 422.
 async fn parse_subscription(
     body: &[u8],
     state: &AppState,
-) -> Result<(String, Vec<String>), FieldErrors> {
+) -> Result<(String, Vec<String>), ApiErrorKind> {
+    let refuse = |e: FieldError| ApiErrorKind::Validation(e.into());
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| FieldError::new("body", format!("is not valid JSON: {e}")))?;
+        .map_err(|e| refuse(FieldError::new("body", format!("is not valid JSON: {e}"))))?;
     let Some(object) = value.as_object() else {
-        return Err(FieldError::new("body", "must be a JSON object with url and events").into());
+        return Err(refuse(FieldError::new(
+            "body",
+            "must be a JSON object with url and events",
+        )));
     };
     let mut errors = FieldErrors::default();
     for field in object
@@ -148,13 +154,15 @@ async fn parse_subscription(
             "is not a field of a subscription",
         ));
     }
+    let url_position = errors.len();
     let url = match object.get("url").and_then(Value::as_str) {
         Some(raw) => match state.callback_policy.check(raw).await {
-            Ok(url) => Some(url.to_string()),
-            Err(refused) => {
-                errors.push(refused);
+            Ok(url) => Some(Ok(url.to_string())),
+            Err(CallbackRefusal::Malformed(fault)) => {
+                errors.push(fault);
                 None
             }
+            Err(CallbackRefusal::NotAllowed(refusal)) => Some(Err(refusal)),
         },
         None => {
             errors.push(FieldError::new(
@@ -192,8 +200,18 @@ async fn parse_subscription(
             format!("is required: a non-empty list of {}", known()),
         )),
     }
+    let url = match url {
+        Some(Ok(url)) => url,
+        // With other faults, the refusal is one of them.
+        Some(Err(refusal)) if !errors.is_empty() => {
+            errors.insert(url_position, refusal);
+            String::new()
+        }
+        Some(Err(refusal)) => return Err(ApiErrorKind::CallbackRefused(refusal)),
+        None => String::new(),
+    };
     errors.into_result()?;
-    Ok((url.unwrap_or_default(), events))
+    Ok((url, events))
 }
 
 /// The caller's app's webhook subscriptions (without their secrets).
@@ -308,7 +326,7 @@ pub async fn delete_webhook(
 #[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
     /// pending, delivered or failed (dead-lettered after the retry window).
-    #[param(example = "failed")]
+    #[param(example = "failed", pattern = "^(pending|delivered|failed)$")]
     status: Option<String>,
     #[param(value_type = Option<uuid::Uuid>)]
     subscription_id: Option<String>,
@@ -428,6 +446,11 @@ pub async fn list_webhook_deliveries(
             50
         }
     };
+    if let Some(id) = &params.subscription_id
+        && uuid::Uuid::parse_str(id).is_err()
+    {
+        errors.push(FieldError::new("subscriptionId", "must be a GUID"));
+    }
     errors.into_result().with_correlation(correlation_id)?;
     let deliveries = state
         .store

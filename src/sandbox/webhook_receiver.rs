@@ -11,6 +11,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::domain::{CorrelationId, FieldError, FieldErrors};
+use crate::error::{ApiError, Problem, WithCorrelation};
 use crate::state::AppState;
 use crate::webhooks::signature::{Verdict, verify};
 
@@ -52,7 +54,8 @@ pub struct Notification {
     subscription_id: Option<String>,
     #[schema(example = "qualification.approved")]
     event_type: Option<String>,
-    #[schema(value_type = Object)]
+    /// The notification's body, parsed.
+    #[schema(value_type = Value)]
     body: Value,
 }
 
@@ -67,15 +70,23 @@ pub struct ReceivedNotifications {
     post,
     path = "/sandbox/webhook-receiver",
     tag = "sandbox",
-    request_body(content = Object, content_type = "application/json"),
-    responses((status = 204, description = "Kept, whatever its signature's verdict"))
+    request_body(content = Value, content_type = "application/json", description = "A notification: any JSON document"),
+    responses(
+        (status = 204, description = "Kept, whatever its signature's verdict"),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn receive(
     request: HttpRequest,
+    correlation_id: CorrelationId,
     body: Bytes,
     received: Data<Received>,
     state: Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
+    // What a receiver keeps must be a notification, not any bytes.
+    let parsed: Value = serde_json::from_slice(&body)
+        .map_err(|e| FieldErrors::from(FieldError::new("body", format!("is not JSON: {e}"))))
+        .with_correlation(correlation_id)?;
     let header = |name: &str| {
         request
             .headers()
@@ -115,7 +126,7 @@ pub async fn receive(
             }
         }
     }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let body = parsed;
     let notification = Notification {
         received_at: now,
         webhook_id: id,
@@ -128,7 +139,7 @@ pub async fn receive(
     let mut kept = received.kept.lock().unwrap_or_else(|e| e.into_inner());
     kept.push_front(notification);
     kept.truncate(KEPT);
-    HttpResponse::NoContent().finish()
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// What the sandbox's webhook receiver got, newest first, with signature verdicts.

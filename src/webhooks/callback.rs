@@ -11,6 +11,23 @@ use url::{Host, Url};
 use crate::configuration::WebhookSettings;
 use crate::domain::FieldError;
 
+/// Why a callback URL cannot be subscribed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackRefusal {
+    /// Not a URL: a 400 with the request's other faults.
+    Malformed(FieldError),
+    /// A URL the gateway will not call (scheme, host, address): a 422.
+    NotAllowed(FieldError),
+}
+
+impl CallbackRefusal {
+    pub fn into_field_error(self) -> FieldError {
+        match self {
+            Self::Malformed(e) | Self::NotAllowed(e) => e,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CallbackPolicy {
     allowed_hosts: Vec<String>,
@@ -31,10 +48,13 @@ impl CallbackPolicy {
         }
     }
 
-    /// A subscription's URL, refused with the reason a caller can act on.
-    pub async fn check(&self, raw: &str) -> Result<Url, FieldError> {
-        let refuse = |message: String| FieldError::new("url", message);
-        let url = Url::parse(raw).map_err(|e| refuse(format!("is not a URL: {e}")))?;
+    /// A subscription's URL, or why not: not a URL at all, or one the policy refuses (each
+    /// with the reason a caller can act on).
+    pub async fn check(&self, raw: &str) -> Result<Url, CallbackRefusal> {
+        let refuse = |message: String| CallbackRefusal::NotAllowed(FieldError::new("url", message));
+        let url = Url::parse(raw).map_err(|e| {
+            CallbackRefusal::Malformed(FieldError::new("url", format!("is not a URL: {e}")))
+        })?;
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
@@ -207,6 +227,12 @@ mod tests {
             ("not a url", "not a URL"),
         ] {
             let refused = p.check(url).await.unwrap_err();
+            assert_eq!(
+                matches!(refused, CallbackRefusal::Malformed(_)),
+                url == "not a url",
+                "{url}"
+            );
+            let refused = refused.into_field_error();
             assert_eq!(refused.field, "url");
             assert!(refused.message.contains(says), "{url}: {}", refused.message);
         }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-pub use callback::CallbackPolicy;
+pub use callback::{CallbackPolicy, CallbackRefusal};
 pub use delivery::DeliveryWorker;
 
 use crate::store::{RequestStatus, StoredRequest};

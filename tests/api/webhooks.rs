@@ -60,7 +60,8 @@ async fn a_refused_callback_is_refused_at_subscription_time_naming_why() {
             json!({"url": url, "events": ["qualification.approved"]}),
         )
         .await;
-        let problem = assert_problem(response, 400, "invalid-request").await;
+        // Well-formed, but a URL the gateway will not call: 422, its own type.
+        let problem = assert_problem(response, 422, "callback-url-refused").await;
         assert_eq!(problem["field"], "url", "{url}: {problem}");
         assert!(
             problem["detail"].as_str().unwrap().contains(says),
@@ -298,4 +299,78 @@ async fn a_receiver_down_past_the_retry_window_is_dead_lettered_and_can_be_redel
         "the same message id"
     );
     receiver.verify().await;
+}
+
+/// The README's verification snippet accepts what the gateway signs, and nothing else.
+#[tokio::test]
+async fn the_readmes_python_snippet_verifies_a_real_delivery() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("# verify_webhook.py")
+        .expect("the README has the snippet");
+    let snippet = &readme[start..];
+    let snippet = &snippet[..snippet.find("```").unwrap()];
+
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| fast_watch(settings))),
+        ..TestOptions::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token-readme", 1).await;
+    partner_center_takes_education(&app, CUSTOMER, 1).await;
+    partner_center_lists_education(&app, CUSTOMER, "Approved", 1).await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    let writer = app.writer_token();
+    let (_, secret) = subscribe(
+        &app,
+        &writer,
+        &format!("{}/hook", receiver.uri()),
+        &["qualification.approved"],
+    )
+    .await;
+    assert_eq!(
+        app.post_qualification(CUSTOMER, EDUCATION, Some(&writer))
+            .await
+            .status(),
+        202
+    );
+    let delivery = eventually(Duration::from_secs(15), || async {
+        receiver.received_requests().await.unwrap().first().cloned()
+    })
+    .await
+    .expect("a delivery arrives");
+
+    let dir = tempfile::tempdir().unwrap();
+    let header = |name: &str| delivery.headers[name].to_str().unwrap().to_owned();
+    let headers = json!({
+        "webhook-id": header("webhook-id"),
+        "webhook-timestamp": header("webhook-timestamp"),
+        "webhook-signature": header("webhook-signature"),
+    });
+    std::fs::write(dir.path().join("verify_webhook.py"), snippet).unwrap();
+    std::fs::write(dir.path().join("headers.json"), headers.to_string()).unwrap();
+    std::fs::write(dir.path().join("secret"), &secret).unwrap();
+    let check = |body: &[u8]| {
+        std::fs::write(dir.path().join("body"), body).unwrap();
+        let output = std::process::Command::new("python3")
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg("import json; from verify_webhook import verify; print(verify(open('secret').read(), json.load(open('headers.json')), open('body', 'rb').read()))")
+            .output()
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(check(&delivery.body), "True");
+    let mut tampered = delivery.body.clone();
+    tampered.push(b' ');
+    assert_eq!(check(&tampered), "False");
 }
