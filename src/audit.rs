@@ -32,14 +32,23 @@ pub const AUDIT_TARGET: &str = "audit";
 
 /// The operations that change state upstream, by method and route template, each with the
 /// action name its records carry.
-const AUDITED: [(Method, &str, &str); 1] = [(
-    Method::POST,
-    "/v1/customers/{customerId}/qualifications",
-    "qualification.request",
-)];
+const AUDITED: [(Method, &str, &str); 4] = [
+    (
+        Method::POST,
+        "/v1/customers/{customerId}/qualifications",
+        "qualification.request",
+    ),
+    (Method::POST, "/v1/webhooks", "webhook.subscribe"),
+    (Method::DELETE, "/v1/webhooks/{id}", "webhook.unsubscribe"),
+    (
+        Method::POST,
+        "/v1/webhook-deliveries/{id}/redeliver",
+        "webhook.redeliver",
+    ),
+];
 
 fn audited_action(request: &ServiceRequest) -> Option<&'static str> {
-    if request.method() != Method::POST {
+    if !matches!(*request.method(), Method::POST | Method::DELETE) {
         return None;
     }
     let route = crate::routes::matched_route(request.request())?;
@@ -64,6 +73,9 @@ pub struct AuditDetails {
 pub struct AuditRecord {
     pub time: String,
     pub action: &'static str,
+    /// What was created or changed: the answer's `Location`, else the request's path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
     /// `accepted`, `refused` (by the gateway), `rejected` (by Partner Center) or `failed`.
     pub outcome: &'static str,
     pub status: u16,
@@ -123,6 +135,7 @@ impl AuditLog {
             target: AUDIT_TARGET,
             time = %record.time,
             action = record.action,
+            resource = record.resource.as_deref(),
             outcome = record.outcome,
             status = record.status,
             problem = record.problem,
@@ -219,6 +232,16 @@ fn record_of<B>(
             .format(&Rfc3339)
             .unwrap_or_default(),
         action,
+        resource: result.as_ref().ok().and_then(|response| {
+            let location = response.headers().get(actix_web::http::header::LOCATION);
+            match location.and_then(|l| l.to_str().ok()) {
+                Some(location) => Some(location.to_owned()),
+                None if action != "qualification.request" => {
+                    Some(response.request().path().to_owned())
+                }
+                None => None,
+            }
+        }),
         outcome: outcome(status, api_error, replayed),
         status,
         problem: api_error.map(ApiError::slug),

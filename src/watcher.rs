@@ -172,13 +172,14 @@ impl Watcher {
                     pause_ms = wait.map(|w| w.as_millis() as u64),
                     "vetting watch: poll failed; rescheduled"
                 );
-                // Polls still count on failure: the schedule keeps stretching.
-                let mut tx_polls = watch.polls;
-                if !throttled {
-                    tx_polls += 1;
-                }
+                // A failure counts as a poll, so the schedule keeps stretching; a 429 does not.
+                let polls = if throttled {
+                    watch.polls
+                } else {
+                    watch.polls + 1
+                };
                 store
-                    .postpone_watch(&watch.customer_id, &self.owner, next, tx_polls)
+                    .postpone_watch(&watch.customer_id, &self.owner, next, polls)
                     .await
             }
         }

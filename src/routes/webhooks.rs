@@ -57,16 +57,30 @@ pub struct WebhookSubscriptions {
 }
 
 /// What to subscribe.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://hooks.contoso.com/partner-gateway", "events": ["qualification.approved", "qualification.denied", "qualification.expired-watch"]}))]
 #[allow(dead_code)]
 pub struct NewWebhookSubscription {
     /// An https URL on a host in the gateway's `webhooks.allowed_hosts`, resolving to public
     /// addresses only. Redirects from it are not followed.
+    #[schema(format = "uri")]
     url: String,
-    /// Any of `qualification.approved`, `qualification.denied`,
-    /// `qualification.expired-watch`.
-    events: Vec<String>,
+    /// One or more of the events (a repeat counts once).
+    #[schema(min_items = 1)]
+    events: Vec<WebhookEvent>,
+}
+
+/// An event a subscription can ask for.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub enum WebhookEvent {
+    #[serde(rename = "qualification.approved")]
+    Approved,
+    #[serde(rename = "qualification.denied")]
+    Denied,
+    #[serde(rename = "qualification.expired-watch")]
+    ExpiredWatch,
 }
 
 /// Subscribe the caller's app to vetting notifications.

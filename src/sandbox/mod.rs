@@ -113,8 +113,8 @@ impl Sandbox {
                 .service(
                     web::resource("/webhook-receiver")
                         .app_data(self.received.clone())
-                        .route(web::post().to(webhook_receiver::receive))
-                        .route(web::get().to(webhook_receiver::list)),
+                        .route(web::post().to(webhook_receiver::receive_webhook))
+                        .route(web::get().to(webhook_receiver::list_received_webhooks)),
                 )
                 .route(
                     "/entra/{tenant}/oauth2/token",
@@ -172,7 +172,7 @@ impl Sandbox {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(caller_tokens::issue, webhook_receiver::receive, webhook_receiver::list),
+    paths(caller_tokens::issue, webhook_receiver::receive_webhook, webhook_receiver::list_received_webhooks),
     tags((name = "sandbox", description = "Sandbox mode only: get a caller token here, then Authorize. POST a qualification and, a few seconds after the simulated vetting ends, GET the webhook receiver: the sandbox caller's app is subscribed to it"))
 )]
 struct SandboxDoc;

@@ -76,7 +76,7 @@ pub struct ReceivedNotifications {
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn receive(
+pub async fn receive_webhook(
     request: HttpRequest,
     correlation_id: CorrelationId,
     body: Bytes,
@@ -149,7 +149,7 @@ pub async fn receive(
     tag = "sandbox",
     responses((status = 200, description = "Notifications received", body = ReceivedNotifications))
 )]
-pub async fn list(received: Data<Received>) -> HttpResponse {
+pub async fn list_received_webhooks(received: Data<Received>) -> HttpResponse {
     let notifications = received
         .kept
         .lock()

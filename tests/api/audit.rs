@@ -270,3 +270,76 @@ async fn a_failed_audit_write_is_logged_loudly_and_counted() {
         1.0
     );
 }
+
+/// Subscribing, unsubscribing and redelivering change what the gateway sends out: audited.
+#[tokio::test]
+async fn webhook_subscription_changes_are_audited_with_what_they_changed() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| crate::helpers::fast_watch(settings))),
+        ..TestOptions::default()
+    })
+    .await;
+    let writer = app.writer_token();
+    let audited = |correlation: String| {
+        log_lines(move |l| l["target"] == "audit" && l["correlation_id"] == correlation.as_str())
+    };
+    let correlation = Uuid::new_v4().to_string();
+    let created = app
+        .http
+        .post(format!("{}/v1/webhooks", app.url))
+        .bearer_auth(&writer)
+        .header("X-Correlation-ID", &correlation)
+        .json(&json!({"url": "http://127.0.0.1:9/hook", "events": ["qualification.approved"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let secret = created.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    crate::helpers::register_secret(&secret);
+    let record = only(audited(correlation));
+    assert_eq!(record["action"], "webhook.subscribe");
+    assert_eq!(record["outcome"], "accepted");
+    assert_eq!(record["resource"], location.as_str());
+    assert_eq!(record["caller_app"], "caller-app");
+    assert!(
+        !record.to_string().contains(&secret),
+        "no secret in the record"
+    );
+
+    let correlation = Uuid::new_v4().to_string();
+    let deleted = app
+        .http
+        .delete(format!("{}{location}", app.url))
+        .bearer_auth(&writer)
+        .header("X-Correlation-ID", &correlation)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let record = only(audited(correlation));
+    assert_eq!(record["action"], "webhook.unsubscribe");
+    assert_eq!(record["resource"], location.as_str());
+
+    let correlation = Uuid::new_v4().to_string();
+    let refused = app
+        .http
+        .post(format!(
+            "{}/v1/webhook-deliveries/msg_unknown/redeliver",
+            app.url
+        ))
+        .bearer_auth(&writer)
+        .header("X-Correlation-ID", &correlation)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let record = only(audited(correlation));
+    assert_eq!(
+        (&record["action"], &record["outcome"]),
+        (&json!("webhook.redeliver"), &json!("refused"))
+    );
+}

@@ -1,6 +1,7 @@
 // Swagger UI as a user meets it, in headless Chromium with no outside network: the three
-// operations are there, Authorize takes a sandbox caller token, and "Try it out" on the POST
-// answers 202 with vettingStatus InReview.
+// operations are there, Authorize takes a sandbox caller token, "Try it out" on the POST
+// answers 202 with vettingStatus InReview, and the sandbox's webhook receiver then shows the
+// signed qualification.approved.
 // Usage: node swagger-ui.mjs <gateway-url> <screenshot.png>
 import { chromium } from "playwright-core";
 
@@ -79,6 +80,36 @@ try {
     throw new Error(`Try it out answered ${code}: ${body}`);
   }
   step(`Try it out: ${code} with vettingStatus InReview`);
+  const requestId = JSON.parse(body).id;
+
+  // The person then watches the sandbox's receiver: with the shipped settings (30 s of
+  // simulated vetting, polls every 10 s) a signed qualification.approved arrives within a
+  // minute, with nothing else running.
+  const receiver = page.locator("#operations-sandbox-list_received_webhooks");
+  await receiver.locator(".opblock-summary").click();
+  await receiver.locator("button.try-out__btn").click();
+  const deadline = Date.now() + 75_000;
+  let seen = "";
+  for (;;) {
+    await receiver.locator("button.execute").click();
+    const answer = receiver.locator(".live-responses-table .response .response-col_description pre").first();
+    await answer.waitFor();
+    seen = await answer.innerText();
+    const notifications = JSON.parse(seen).notifications ?? [];
+    const arrived = notifications.find((n) => n.body?.data?.requestId === requestId);
+    if (arrived) {
+      if (arrived.eventType !== "qualification.approved" || arrived.signature !== "valid") {
+        throw new Error(`the receiver got ${JSON.stringify(arrived)}`);
+      }
+      break;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`no notification for ${requestId} within 75 s: ${seen}`);
+    }
+    await page.waitForTimeout(3_000);
+    await receiver.locator("button.btn-clear").click().catch(() => {});
+  }
+  step("the sandbox receiver shows a signed qualification.approved (signature valid)");
 
   await status.scrollIntoViewIfNeeded();
   await page.screenshot({ path: screenshot });
