@@ -7,6 +7,7 @@ mod idempotency;
 mod requests;
 mod watch;
 mod webhooks;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -66,6 +67,8 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's group commit for the request path's writes; PostgreSQL writes in parallel.
+    writer: Option<writer::Writer>,
 }
 
 impl Store {
@@ -105,15 +108,18 @@ impl Store {
                 Backend::Sqlite => 1,
                 Backend::Postgres => settings.max_connections,
             })
-            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms));
+            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            // No ping before every use: a broken connection fails its statement, which the
+            // caller sees as a 503 (or a worker retries), and the pool replaces it.
+            .test_before_acquire(false);
         if backend == Backend::Sqlite {
             options = options.after_connect(|connection, _| {
                 Box::pin(async move {
                     // WAL: readers never wait for the writer; NORMAL: a commit survives a
                     // crash of the process (not of the machine) without an fsync each.
-                    connection
-                        .execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-                        .await?;
+                    // One statement per call: a multi-statement string may run only its first.
+                    connection.execute("PRAGMA journal_mode = WAL").await?;
+                    connection.execute("PRAGMA synchronous = NORMAL").await?;
                     Ok(())
                 })
             });
@@ -126,7 +132,19 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the {} store: {e}", backend.as_str()))?;
-        Ok(Self { pool, backend })
+        let writer = match backend {
+            Backend::Sqlite => Some(
+                writer::Writer::start(&url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot open the sqlite store's writer: {e}"))?,
+            ),
+            Backend::Postgres => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            writer,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -148,6 +166,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.stop().await;
+        }
         self.pool.close().await;
     }
 }
@@ -180,4 +201,32 @@ fn int(row: &AnyRow, column: &str) -> Result<i64, sqlx::Error> {
 
 fn optional_int(row: &AnyRow, column: &str) -> Result<Option<i64>, sqlx::Error> {
     sqlx::Row::try_get(row, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WAL with synchronous=NORMAL on every connection: a commit is a write, not an fsync.
+    #[tokio::test]
+    async fn sqlite_runs_in_wal_mode_without_an_fsync_per_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = StoreSettings {
+            path: Some(dir.path().join("store.db")),
+            url: None,
+            max_connections: 4,
+            acquire_timeout_ms: 1_000,
+        };
+        let store = Store::open(&settings, None).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!((mode.as_str(), synchronous), ("wal", 1));
+        store.close().await;
+    }
 }

@@ -1,8 +1,11 @@
 //! Qualification requests, their status timeline, and the outbox entries a change of status
 //! produces, written together.
 
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
+
+use super::writer::Write;
 
 use crate::auth::Caller;
 use crate::domain::{
@@ -293,30 +296,16 @@ impl Store {
         request: &NewRequest,
         first_poll_ms: i64,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
+        if let Some(writer) = &self.writer {
+            return writer
+                .write(Write::Submitted {
+                    request: request.clone(),
+                    first_poll_ms,
+                })
+                .await;
+        }
         let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
-             qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
-             status, status_reason, http_status, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Submitted', NULL, NULL, $12, $12)",
-        )
-        .bind(request.id.to_string())
-        .bind(&request.caller_issuer)
-        .bind(&request.caller_subject)
-        .bind(&request.caller_app)
-        .bind(&request.customer_id)
-        .bind(&request.qualification)
-        .bind(&request.education_segment)
-        .bind(&request.website)
-        .bind(&request.validation_code_masked)
-        .bind(&request.ms_request_id)
-        .bind(&request.correlation_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        insert_event(&mut tx, &request.id.to_string(), "Submitted", None, now).await?;
-        super::watch::schedule_customer(&mut tx, &request.customer_id, first_poll_ms, now).await?;
+        submit(&mut tx, request, first_poll_ms).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -328,36 +317,17 @@ impl Store {
         outcome: &RequestOutcome,
         notification: Option<(&str, &str)>,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
-        let id = id.to_string();
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, updated_ms = $4 \
-             WHERE id = $5",
-        )
-        .bind(outcome.status.as_str())
-        .bind(&outcome.reason)
-        .bind(outcome.http_status.map(i64::from))
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        insert_event(
-            &mut tx,
-            &id,
-            outcome.status.as_str(),
-            outcome.reason.as_deref(),
-            now,
-        )
-        .await?;
-        if let Some((event_type, payload)) = notification {
-            let app: String =
-                sqlx::query_scalar("SELECT caller_app FROM qualification_requests WHERE id = $1")
-                    .bind(&id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            super::webhooks::enqueue(&mut tx, &app, event_type, payload, now).await?;
+        if let Some(writer) = &self.writer {
+            return writer
+                .write(Write::Outcome {
+                    id,
+                    outcome: outcome.clone(),
+                    notification: notification.map(|(e, p)| (e.to_owned(), p.to_owned())),
+                })
+                .await;
         }
+        let mut tx = self.write().await?;
+        settle(&mut tx, id, outcome, notification).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -432,8 +402,78 @@ impl Store {
     }
 }
 
+/// The statements of [`Store::record_submitted`], inside the caller's transaction.
+pub(super) async fn submit(
+    conn: &mut AnyConnection,
+    request: &NewRequest,
+    first_poll_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
+         qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
+         status, status_reason, http_status, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Submitted', NULL, NULL, $12, $12)",
+    )
+    .bind(request.id.to_string())
+    .bind(&request.caller_issuer)
+    .bind(&request.caller_subject)
+    .bind(&request.caller_app)
+    .bind(&request.customer_id)
+    .bind(&request.qualification)
+    .bind(&request.education_segment)
+    .bind(&request.website)
+    .bind(&request.validation_code_masked)
+    .bind(&request.ms_request_id)
+    .bind(&request.correlation_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    insert_event(conn, &request.id.to_string(), "Submitted", None, now).await?;
+    super::watch::schedule_customer(conn, &request.customer_id, first_poll_ms, now).await
+}
+
+/// The statements of [`Store::record_outcome`], inside the caller's transaction.
+pub(super) async fn settle(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    outcome: &RequestOutcome,
+    notification: Option<(&str, &str)>,
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    let id = id.to_string();
+    sqlx::query(
+        "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, updated_ms = $4 \
+         WHERE id = $5",
+    )
+    .bind(outcome.status.as_str())
+    .bind(&outcome.reason)
+    .bind(outcome.http_status.map(i64::from))
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *conn)
+    .await?;
+    insert_event(
+        conn,
+        &id,
+        outcome.status.as_str(),
+        outcome.reason.as_deref(),
+        now,
+    )
+    .await?;
+    if let Some((event_type, payload)) = notification {
+        let app: String =
+            sqlx::query_scalar("SELECT caller_app FROM qualification_requests WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&mut *conn)
+                .await?;
+        super::webhooks::enqueue(conn, &app, event_type, payload, now).await?;
+    }
+    Ok(())
+}
+
 pub(super) async fn insert_event(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut AnyConnection,
     request_id: &str,
     status: &str,
     reason: Option<&str>,
@@ -447,7 +487,7 @@ pub(super) async fn insert_event(
     .bind(status)
     .bind(reason)
     .bind(at_ms)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

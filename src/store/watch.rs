@@ -172,7 +172,7 @@ impl Store {
 }
 
 async fn reschedule(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     customer_id: &str,
     owner: &str,
     next_poll_ms: i64,
@@ -187,14 +187,14 @@ async fn reschedule(
     .bind(next_poll_ms)
     .bind(customer_id)
     .bind(owner)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// A new request restarts its customer's schedule from the first wait.
 pub(super) async fn schedule_customer(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     customer_id: &str,
     first_poll_ms: i64,
     now: i64,
@@ -207,7 +207,7 @@ pub(super) async fn schedule_customer(
     .bind(customer_id)
     .bind(first_poll_ms)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -344,7 +344,7 @@ impl Store {
 
 /// One delivery row per subscription of `caller_app` that asked for `event_type`.
 pub(super) async fn enqueue(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     caller_app: &str,
     event_type: &str,
     payload: &str,
@@ -354,7 +354,7 @@ pub(super) async fn enqueue(
         "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE caller_app = $1"
     ))
     .bind(caller_app)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let mut enqueued = 0;
     for row in &rows {
@@ -373,7 +373,7 @@ pub(super) async fn enqueue(
         .bind(event_type)
         .bind(payload)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         enqueued += 1;
     }
