@@ -305,7 +305,7 @@ impl Store {
                 .await;
         }
         let mut tx = self.write().await?;
-        submit(&mut tx, request, first_poll_ms).await?;
+        submit(&mut tx, request, first_poll_ms, false).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -327,7 +327,7 @@ impl Store {
                 .await;
         }
         let mut tx = self.write().await?;
-        settle(&mut tx, id, outcome, notification).await?;
+        settle(&mut tx, id, outcome, notification, false).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -402,20 +402,51 @@ impl Store {
     }
 }
 
-/// The statements of [`Store::record_submitted`], inside the caller's transaction.
+const INSERT_REQUEST: &str = "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
+     qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
+     status, status_reason, http_status, created_ms, updated_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Submitted', NULL, NULL, $12, $12)";
+
+/// SQLite runs several statements in one call, sharing the numbered arguments: the request
+/// path's writes are then one round trip to the connection's thread instead of three.
+const SUBMIT_IN_ONE: &str = concat!(
+    "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
+     qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
+     status, status_reason, http_status, created_ms, updated_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Submitted', NULL, NULL, $12, $12); ",
+    "INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
+     VALUES ($1, 1, 'Submitted', NULL, $12); ",
+    "INSERT INTO watches (customer_id, polls, next_poll_ms, lease_owner, lease_until_ms, created_ms) \
+     VALUES ($5, 0, $13, NULL, 0, $12) \
+     ON CONFLICT (customer_id) DO UPDATE SET polls = 0, next_poll_ms = excluded.next_poll_ms"
+);
+
+const SETTLE_REQUEST: &str = "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, \
+     updated_ms = $4 WHERE id = $5";
+
+const SETTLE_IN_ONE: &str = concat!(
+    "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, \
+     updated_ms = $4 WHERE id = $5; ",
+    "INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
+     SELECT $5, COALESCE(MAX(seq), 0) + 1, $1, $2, $4 FROM qualification_request_events WHERE request_id = $5"
+);
+
+/// The statements of [`Store::record_submitted`], inside the caller's transaction; in one
+/// call when `one_call` (SQLite), else one by one (PostgreSQL prepares one statement a time).
 pub(super) async fn submit(
     conn: &mut AnyConnection,
     request: &NewRequest,
     first_poll_ms: i64,
+    one_call: bool,
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
-         qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
-         status, status_reason, http_status, created_ms, updated_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Submitted', NULL, NULL, $12, $12)",
-    )
-    .bind(request.id.to_string())
+    let id = request.id.to_string();
+    let query = sqlx::query(if one_call {
+        SUBMIT_IN_ONE
+    } else {
+        INSERT_REQUEST
+    })
+    .bind(&id)
     .bind(&request.caller_issuer)
     .bind(&request.caller_subject)
     .bind(&request.caller_app)
@@ -426,10 +457,13 @@ pub(super) async fn submit(
     .bind(&request.validation_code_masked)
     .bind(&request.ms_request_id)
     .bind(&request.correlation_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    insert_event(conn, &request.id.to_string(), "Submitted", None, now).await?;
+    .bind(now);
+    if one_call {
+        query.bind(first_poll_ms).execute(&mut *conn).await?;
+        return Ok(());
+    }
+    query.execute(&mut *conn).await?;
+    insert_event(conn, &id, "Submitted", None, now).await?;
     super::watch::schedule_customer(conn, &request.customer_id, first_poll_ms, now).await
 }
 
@@ -439,13 +473,15 @@ pub(super) async fn settle(
     id: Uuid,
     outcome: &RequestOutcome,
     notification: Option<(&str, &str)>,
+    one_call: bool,
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
     let id = id.to_string();
-    sqlx::query(
-        "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, updated_ms = $4 \
-         WHERE id = $5",
-    )
+    sqlx::query(if one_call {
+        SETTLE_IN_ONE
+    } else {
+        SETTLE_REQUEST
+    })
     .bind(outcome.status.as_str())
     .bind(&outcome.reason)
     .bind(outcome.http_status.map(i64::from))
@@ -453,14 +489,16 @@ pub(super) async fn settle(
     .bind(&id)
     .execute(&mut *conn)
     .await?;
-    insert_event(
-        conn,
-        &id,
-        outcome.status.as_str(),
-        outcome.reason.as_deref(),
-        now,
-    )
-    .await?;
+    if !one_call {
+        insert_event(
+            conn,
+            &id,
+            outcome.status.as_str(),
+            outcome.reason.as_deref(),
+            now,
+        )
+        .await?;
+    }
     if let Some((event_type, payload)) = notification {
         let app: String =
             sqlx::query_scalar("SELECT caller_app FROM qualification_requests WHERE id = $1")

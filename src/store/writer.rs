@@ -106,14 +106,14 @@ async fn commit_together(
                 Write::Submitted {
                     request,
                     first_poll_ms,
-                } => submit(&mut *connection, request, *first_poll_ms).await?,
+                } => submit(&mut *connection, request, *first_poll_ms, true).await?,
                 Write::Outcome {
                     id,
                     outcome,
                     notification,
                 } => {
                     let notification = notification.as_ref().map(|(e, p)| (e.as_str(), p.as_str()));
-                    settle(&mut *connection, *id, outcome, notification).await?
+                    settle(&mut *connection, *id, outcome, notification, true).await?
                 }
             }
         }
