@@ -89,6 +89,7 @@ pub struct StoreSettings {
 pub struct WatchSettings {
     pub enabled: bool,
     /// Waits before the first, second, … poll; the last repeats.
+    #[serde(deserialize_with = "one_or_many")]
     pub schedule_secs: Vec<u64>,
     /// Each wait is stretched or shrunk by up to this fraction, so polls spread out.
     pub jitter: f64,
@@ -267,6 +268,39 @@ fn default_leeway_secs() -> u64 {
     60
 }
 
+/// A list of numbers; from the environment, `120,600` or a lone `60` (which the variable
+/// parser hands over as a number, not a list of one).
+fn one_or_many<'de, D>(deserializer: D) -> Result<Vec<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Number(u64),
+        Text(String),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<Number>),
+        One(Number),
+    }
+    let numbers = match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::Many(many) => many,
+        OneOrMany::One(one) => vec![one],
+    };
+    numbers
+        .into_iter()
+        .map(|n| match n {
+            Number::Number(n) => Ok(n),
+            Number::Text(text) => text.trim().parse().map_err(|_| {
+                serde::de::Error::custom(format!("{text:?} is not a whole number of seconds"))
+            }),
+        })
+        .collect()
+}
+
 /// Issuers come as a TOML array of tables, or, from the environment, as one JSON string.
 fn list_or_json<'de, D>(deserializer: D) -> Result<Vec<TrustedIssuer>, D::Error>
 where
@@ -381,6 +415,7 @@ pub struct SandboxSettings {
     pub approval_delay_ms: u64,
     /// Replaces `watch.schedule_secs` in sandbox mode, so a simulated approval is noticed
     /// within seconds.
+    #[serde(deserialize_with = "one_or_many")]
     pub watch_schedule_secs: Vec<u64>,
     pub allow_non_loopback: bool,
     pub caller_token_ttl_secs: u64,
@@ -409,6 +444,7 @@ impl Settings {
                     .with_list_parse_key("caller_auth.audit.roles")
                     .with_list_parse_key("caller_auth.audit.scopes")
                     .with_list_parse_key("watch.schedule_secs")
+                    .with_list_parse_key("sandbox.watch_schedule_secs")
                     .with_list_parse_key("webhooks.allowed_hosts"),
             )
             .build()?

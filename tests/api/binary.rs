@@ -289,3 +289,171 @@ async fn spans_go_to_the_otlp_collector_in_the_callers_trace() {
         "the Partner Center call is a span of its own"
     );
 }
+
+/// Two real gateway processes on one PostgreSQL (a throwaway cluster): each request's
+/// customer is polled by exactly one of them, and an Idempotency-Key answered by one is
+/// replayed by the other without a second Partner Center call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateway_processes_on_one_postgres_poll_each_request_once_and_share_idempotency_answers()
+ {
+    let database = crate::helpers::Postgres::start();
+    let identity_provider = MockServer::start().await;
+    let signer = SigningKey::generate("replicas-test").unwrap();
+    mount_jwks(&identity_provider, &signer).await;
+    let entra = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "replicas-access-token", "expires_in": 3600,
+        })))
+        .mount(&entra)
+        .await;
+    let partner_center = MockServer::start().await;
+    let customers: Vec<String> = (0..6).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for customer in &customers {
+        let at = format!("/v1/customers/{customer}/qualifications");
+        Mock::given(method("POST"))
+            .and(path(at.clone()))
+            .respond_with(
+                ResponseTemplate::new(201).set_body_json(
+                    json!({"qualification": "Education", "vettingStatus": "InReview"}),
+                ),
+            )
+            .expect(1)
+            .mount(&partner_center)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!([{"qualification": "Education", "vettingStatus": "Approved"}]),
+            ))
+            .expect(1)
+            .named("one poll per request, by either process")
+            .mount(&partner_center)
+            .await;
+    }
+
+    let issuers = json!([{
+        "issuer": ISSUER, "audiences": [AUDIENCE],
+        "jwks_url": format!("{}/keys", identity_provider.uri()),
+    }])
+    .to_string();
+    let (pc, authority) = (partner_center.uri(), entra.uri());
+    let env = [
+        ("PARTNER_GATEWAY__MODE", "production"),
+        ("PARTNER_GATEWAY__STORE__URL", database.url.as_str()),
+        ("PARTNER_GATEWAY__WATCH__SCHEDULE_SECS", "1"),
+        ("PARTNER_GATEWAY__WATCH__JITTER", "0"),
+        ("PARTNER_GATEWAY__WATCH__TICK_MS", "50"),
+        ("PARTNER_GATEWAY__RATE_LIMIT__REQUESTS_PER_MINUTE", "0"),
+        ("PARTNER_GATEWAY__CALLER_AUTH__ISSUERS", issuers.as_str()),
+        ("PARTNER_GATEWAY__PARTNER_CENTER__BASE_URL", pc.as_str()),
+        (
+            "PARTNER_GATEWAY__PARTNER_TOKEN__AUTHORITY_URL",
+            authority.as_str(),
+        ),
+        ("PARTNER_GATEWAY__PARTNER_TOKEN__TENANT_ID", PARTNER_TENANT),
+        (
+            "PARTNER_GATEWAY__PARTNER_TOKEN__CLIENT_ID",
+            "gateway-client-id",
+        ),
+        (
+            "PARTNER_GATEWAY__PARTNER_TOKEN__CLIENT_SECRET",
+            "replicas-client-secret",
+        ),
+        (
+            "PARTNER_GATEWAY__PARTNER_TOKEN__REFRESH_TOKEN",
+            "replicas-refresh-token",
+        ),
+    ];
+    let gateways = [RunningGateway::start(&env), RunningGateway::start(&env)];
+    for gateway in &gateways {
+        assert!(crate::helpers::wait_until_ready(&gateway.url, Duration::from_secs(20)).await);
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = signer
+        .sign(&json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "replica-caller", "azp": "replica-app",
+            "roles": ["Qualifications.ReadWrite"], "iat": now, "exp": now + 600,
+        }))
+        .unwrap();
+    crate::helpers::register_secret(&token);
+    let http = reqwest::Client::new();
+    let post = |url: &str, customer: &str, key: Option<&str>| {
+        let mut request = http
+            .post(format!("{url}/v1/customers/{customer}/qualifications"))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/json");
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request
+    };
+    let mut ids = Vec::new();
+    for (n, customer) in customers.iter().enumerate() {
+        let answer = post(&gateways[n % 2].url, customer, None)
+            .body(crate::helpers::EDUCATION)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+        ids.push(
+            answer.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        let approved = crate::helpers::eventually(Duration::from_secs(20), || async {
+            let record: serde_json::Value = http
+                .get(format!(
+                    "{}/v1/qualification-requests/{id}",
+                    gateways[1].url
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (record["status"] == "Approved").then_some(())
+        })
+        .await;
+        assert!(approved.is_some(), "{id} approved");
+    }
+    // Both watchers go on polling rounds: still one GET per customer.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    partner_center.verify().await;
+
+    let keyed_customer = uuid::Uuid::new_v4().to_string();
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/v1/customers/{keyed_customer}/qualifications"
+        )))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"qualification": "StateOwnedEntity"})),
+        )
+        .expect(1)
+        .named("the keyed POST, once")
+        .mount(&partner_center)
+        .await;
+    let key = format!("order-{}", uuid::Uuid::new_v4().simple());
+    let soe = r#"{"qualification":"StateOwnedEntity"}"#;
+    let first = post(&gateways[0].url, &keyed_customer, Some(&key))
+        .body(soe)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 202);
+    let first_body: serde_json::Value = first.json().await.unwrap();
+    let again = post(&gateways[1].url, &keyed_customer, Some(&key))
+        .body(soe)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first_body);
+    partner_center.verify().await;
+}

@@ -124,3 +124,31 @@ fn a_busy_metrics_port_stops_the_start_naming_the_setting_to_change() {
         "{text}"
     );
 }
+
+#[test]
+fn the_watch_schedule_comes_from_one_variable_as_a_list_or_a_lone_number() {
+    for (value, expected) in [
+        (
+            "120,600,3600",
+            "[\n            120,\n            600,\n            3600,\n        ]",
+        ),
+        ("60", "[\n            60,\n        ]"),
+    ] {
+        let mut env = PRODUCTION.to_vec();
+        env.push((
+            "PARTNER_GATEWAY__CALLER_AUTH__ISSUERS",
+            r#"[{"issuer": "https://i", "audiences": ["a"], "jwks_url": "https://i/keys"}]"#,
+        ));
+        env.push(("PARTNER_GATEWAY__WATCH__SCHEDULE_SECS", value));
+        let (ok, text) = check_config(&env);
+        assert!(ok, "{text}");
+        assert!(
+            text.contains(&format!("schedule_secs: {expected}")),
+            "{value}: {text}"
+        );
+    }
+    let mut env = PRODUCTION.to_vec();
+    env.push(("PARTNER_GATEWAY__WATCH__SCHEDULE_SECS", "5,soon"));
+    let (ok, text) = check_config(&env);
+    assert!(!ok && text.contains("watch.schedule_secs"), "{text}");
+}

@@ -1,16 +1,16 @@
 //! The store on PostgreSQL, as several replicas use it: a real cluster per test, started by
-//! the test (initdb + pg_ctl on a temporary directory and a Unix socket).
+//! the test (initdb + pg_ctl on a temporary directory and a Unix socket). Two gateway
+//! processes sharing one are in `binary.rs`.
 
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::Value;
-use wiremock::matchers::{any, method, path};
+use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{
-    EDUCATION, Postgres, TestApp, TestOptions, assert_problem, eventually, fast_watch,
-    spawn_app_with,
+    EDUCATION, Postgres, TestApp, TestOptions, assert_problem, fast_watch, spawn_app_with,
 };
 
 /// A gateway on `url`'s database, calling the shared Partner Center; it asks Entra for a
@@ -33,109 +33,6 @@ async fn replica(url: &str, partner_center: &MockServer, token_calls: u64) -> Te
     )
     .await;
     app
-}
-
-#[tokio::test]
-async fn two_gateways_on_one_postgres_poll_each_request_exactly_once_and_share_idempotency_answers()
-{
-    let database = Postgres::start();
-    let partner_center = MockServer::start().await;
-    let replicas = [
-        replica(&database.url, &partner_center, 1).await,
-        replica(&database.url, &partner_center, 1).await,
-    ];
-    let customers: Vec<String> = (0..6).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    for customer in &customers {
-        let at = format!("/v1/customers/{customer}/qualifications");
-        Mock::given(method("POST"))
-            .and(path(at.clone()))
-            .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!(
-                {"qualification": "Education", "vettingStatus": "InReview"}
-            )))
-            .expect(1)
-            .mount(&partner_center)
-            .await;
-        Mock::given(method("GET"))
-            .and(path(at))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
-                [{"qualification": "Education", "vettingStatus": "Approved"}]
-            )))
-            .expect(1)
-            .named("one poll per request, by either replica")
-            .mount(&partner_center)
-            .await;
-    }
-    let mut ids = Vec::new();
-    for (n, customer) in customers.iter().enumerate() {
-        let app = &replicas[n % 2];
-        let posted = app
-            .post_qualification(customer, EDUCATION, Some(&app.writer_token()))
-            .await;
-        assert_eq!(posted.status(), 202);
-        ids.push(
-            posted.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    // Either replica reads every record: one store.
-    let reader = replicas[1].writer_token();
-    for id in &ids {
-        let approved = eventually(Duration::from_secs(20), || async {
-            let record: Value = replicas[1]
-                .get(&format!("/v1/qualification-requests/{id}"), Some(&reader))
-                .await
-                .json()
-                .await
-                .unwrap();
-            (record["status"] == "Approved").then_some(())
-        })
-        .await;
-        assert!(approved.is_some(), "{id} approved");
-    }
-    // Both watchers kept running meanwhile and after: still one GET per customer.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    partner_center.verify().await;
-
-    // An Idempotency-Key answered by one replica is replayed by the other, without a call.
-    let keyed_customer = uuid::Uuid::new_v4().to_string();
-    Mock::given(method("POST"))
-        .and(path(format!(
-            "/v1/customers/{keyed_customer}/qualifications"
-        )))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!(
-            {"qualification": "StateOwnedEntity"}
-        )))
-        .expect(1)
-        .named("the keyed POST, once")
-        .mount(&partner_center)
-        .await;
-    let soe = r#"{"qualification":"StateOwnedEntity"}"#;
-    let key = format!("order-{}", uuid::Uuid::new_v4().simple());
-    let post_keyed = |app: &'_ TestApp| {
-        let token = app.writer_token();
-        let url = format!("{}/v1/customers/{keyed_customer}/qualifications", app.url);
-        let (http, key) = (app.http.clone(), key.clone());
-        async move {
-            http.post(url)
-                .bearer_auth(token)
-                .header("Content-Type", "application/json")
-                .header("Idempotency-Key", key)
-                .body(soe)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let first = post_keyed(&replicas[0]).await;
-    assert_eq!(first.status(), 202);
-    let first_body: Value = first.json().await.unwrap();
-    let again = post_keyed(&replicas[1]).await;
-    assert_eq!(again.status(), 202);
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert_eq!(again.json::<Value>().await.unwrap(), first_body);
-    partner_center.verify().await;
 }
 
 #[tokio::test]
