@@ -409,7 +409,7 @@ const INSERT_REQUEST: &str = "INSERT INTO qualification_requests (id, caller_iss
 
 /// SQLite runs several statements in one call, sharing the numbered arguments: the request
 /// path's writes are then one round trip to the connection's thread instead of three.
-const SUBMIT_IN_ONE: &str = concat!(
+pub(super) const SUBMIT_IN_ONE: &str = concat!(
     "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
      qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
      status, status_reason, http_status, created_ms, updated_ms) \
@@ -424,7 +424,7 @@ const SUBMIT_IN_ONE: &str = concat!(
 const SETTLE_REQUEST: &str = "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, \
      updated_ms = $4 WHERE id = $5";
 
-const SETTLE_IN_ONE: &str = concat!(
+pub(super) const SETTLE_IN_ONE: &str = concat!(
     "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, \
      updated_ms = $4 WHERE id = $5; ",
     "INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
@@ -440,31 +440,69 @@ pub(super) async fn submit(
     one_call: bool,
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    let id = request.id.to_string();
-    let query = sqlx::query(if one_call {
-        SUBMIT_IN_ONE
-    } else {
-        INSERT_REQUEST
-    })
-    .bind(&id)
-    .bind(&request.caller_issuer)
-    .bind(&request.caller_subject)
-    .bind(&request.caller_app)
-    .bind(&request.customer_id)
-    .bind(&request.qualification)
-    .bind(&request.education_segment)
-    .bind(&request.website)
-    .bind(&request.validation_code_masked)
-    .bind(&request.ms_request_id)
-    .bind(&request.correlation_id)
-    .bind(now);
     if one_call {
-        query.bind(first_poll_ms).execute(&mut *conn).await?;
+        bind_submission(
+            sqlx::query(SUBMIT_IN_ONE),
+            request,
+            now,
+            Some(first_poll_ms),
+        )
+        .execute(&mut *conn)
+        .await?;
         return Ok(());
     }
-    query.execute(&mut *conn).await?;
-    insert_event(conn, &id, "Submitted", None, now).await?;
+    bind_submission(sqlx::query(INSERT_REQUEST), request, now, None)
+        .execute(&mut *conn)
+        .await?;
+    insert_event(conn, &request.id.to_string(), "Submitted", None, now).await?;
     super::watch::schedule_customer(conn, &request.customer_id, first_poll_ms, now).await
+}
+
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// The arguments of [`SUBMIT_IN_ONE`] (and, without the first poll, of `INSERT_REQUEST`).
+pub(super) const SUBMIT_ARGUMENTS: usize = 13;
+
+pub(super) fn bind_submission<'q>(
+    query: AnyQuery<'q>,
+    request: &'q NewRequest,
+    now: i64,
+    first_poll_ms: Option<i64>,
+) -> AnyQuery<'q> {
+    let query = query
+        .bind(request.id.to_string())
+        .bind(&request.caller_issuer)
+        .bind(&request.caller_subject)
+        .bind(&request.caller_app)
+        .bind(&request.customer_id)
+        .bind(&request.qualification)
+        .bind(&request.education_segment)
+        .bind(&request.website)
+        .bind(&request.validation_code_masked)
+        .bind(&request.ms_request_id)
+        .bind(&request.correlation_id)
+        .bind(now);
+    match first_poll_ms {
+        Some(at) => query.bind(at),
+        None => query,
+    }
+}
+
+/// The arguments of [`SETTLE_IN_ONE`] and `SETTLE_REQUEST`.
+pub(super) const SETTLE_ARGUMENTS: usize = 5;
+
+pub(super) fn bind_settlement<'q>(
+    query: AnyQuery<'q>,
+    id: Uuid,
+    outcome: &'q RequestOutcome,
+    now: i64,
+) -> AnyQuery<'q> {
+    query
+        .bind(outcome.status.as_str())
+        .bind(&outcome.reason)
+        .bind(outcome.http_status.map(i64::from))
+        .bind(now)
+        .bind(id.to_string())
 }
 
 /// The statements of [`Store::record_outcome`], inside the caller's transaction.
@@ -476,19 +514,15 @@ pub(super) async fn settle(
     one_call: bool,
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    let id = id.to_string();
-    sqlx::query(if one_call {
+    let query = sqlx::query(if one_call {
         SETTLE_IN_ONE
     } else {
         SETTLE_REQUEST
-    })
-    .bind(outcome.status.as_str())
-    .bind(&outcome.reason)
-    .bind(outcome.http_status.map(i64::from))
-    .bind(now)
-    .bind(&id)
-    .execute(&mut *conn)
-    .await?;
+    });
+    bind_settlement(query, id, outcome, now)
+        .execute(&mut *conn)
+        .await?;
+    let id = id.to_string();
     if !one_call {
         insert_event(
             conn,

@@ -8,8 +8,11 @@ use sqlx::{AnyConnection, Connection, Executor};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::StoreError;
-use super::requests::{NewRequest, RequestOutcome, settle, submit};
+use super::requests::{
+    NewRequest, RequestOutcome, SETTLE_ARGUMENTS, SETTLE_IN_ONE, SUBMIT_ARGUMENTS, SUBMIT_IN_ONE,
+    bind_settlement, bind_submission, settle, submit,
+};
+use super::{StoreError, now_ms};
 
 /// Writes taken into one transaction at most.
 const BATCH: usize = 128;
@@ -24,6 +27,18 @@ pub(super) enum Write {
         outcome: RequestOutcome,
         notification: Option<(String, String)>,
     },
+}
+
+impl Write {
+    fn notifies(&self) -> bool {
+        matches!(
+            self,
+            Self::Outcome {
+                notification: Some(_),
+                ..
+            }
+        )
+    }
 }
 
 type Job = (Write, oneshot::Sender<Result<(), StoreError>>);
@@ -81,7 +96,12 @@ async fn run(mut connection: AnyConnection, mut queue: mpsc::Receiver<Option<Job
             }
         }
         let writes: Vec<&Write> = batch.iter().map(|(write, _)| write).collect();
-        let together = commit_together(&mut connection, &writes).await;
+        // Notifications read the subscriptions first: those batches go statement by statement.
+        let together = if writes.iter().any(|w| w.notifies()) {
+            commit_together(&mut connection, &writes).await
+        } else {
+            commit_in_one_call(&mut connection, &writes).await
+        };
         for (write, done) in batch.drain(..) {
             let result = match &together {
                 Ok(()) => Ok(()),
@@ -93,6 +113,61 @@ async fn run(mut connection: AnyConnection, mut queue: mpsc::Receiver<Option<Job
     }
     queue.close();
     let _ = connection.close().await;
+}
+
+/// The whole batch in one call to the connection's thread: BEGIN, every write's statements
+/// (each write's arguments numbered after the one before), COMMIT. Calls to that thread, not
+/// SQLite itself, were the cost of a write.
+async fn commit_in_one_call(
+    connection: &mut AnyConnection,
+    writes: &[&Write],
+) -> Result<(), sqlx::Error> {
+    let mut sql = String::from("BEGIN IMMEDIATE; ");
+    let mut offset = 0;
+    for write in writes {
+        let (statements, arguments) = match write {
+            Write::Submitted { .. } => (SUBMIT_IN_ONE, SUBMIT_ARGUMENTS),
+            Write::Outcome { .. } => (SETTLE_IN_ONE, SETTLE_ARGUMENTS),
+        };
+        renumber_into(&mut sql, statements, offset);
+        sql.push_str("; ");
+        offset += arguments;
+    }
+    sql.push_str("COMMIT");
+    let now = now_ms();
+    // Each batch's text is new: not worth a place in the prepared-statement cache.
+    let mut query = sqlx::query(&sql).persistent(false);
+    for write in writes {
+        query = match write {
+            Write::Submitted {
+                request,
+                first_poll_ms,
+            } => bind_submission(query, request, now, Some(*first_poll_ms)),
+            Write::Outcome { id, outcome, .. } => bind_settlement(query, *id, outcome, now),
+        };
+    }
+    if let Err(error) = query.execute(&mut *connection).await {
+        let _ = connection.execute("ROLLBACK").await;
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// Appends `statements` with every `$n` moved to `$(n + offset)`.
+fn renumber_into(sql: &mut String, statements: &str, offset: usize) {
+    let mut rest = statements;
+    while let Some(at) = rest.find('$') {
+        sql.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(rest.len() - at - 1, |end| end);
+        sql.push('$');
+        if let Ok(number) = rest[at + 1..at + 1 + digits].parse::<usize>() {
+            sql.push_str(&(number + offset).to_string());
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    sql.push_str(rest);
 }
 
 async fn commit_together(
@@ -126,5 +201,19 @@ async fn commit_together(
             let _ = connection.execute("ROLLBACK").await;
             Err(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn arguments_are_numbered_on_from_the_offset() {
+        let mut sql = String::new();
+        super::renumber_into(
+            &mut sql,
+            "INSERT INTO t VALUES ($1, $12, 'a$'); SELECT $3",
+            13,
+        );
+        assert_eq!(sql, "INSERT INTO t VALUES ($14, $25, 'a$'); SELECT $16");
     }
 }
