@@ -300,11 +300,14 @@ impl ApiError {
                 "The gateway has too many Partner Center calls in flight",
                 "Every Partner Center slot stayed busy; try again shortly.".into(),
             ),
-            K::Upstream(U::Token(_)) => m(
+            K::Upstream(U::Token(error)) => m(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "partner-token-unavailable",
                 "The gateway cannot sign in to Partner Center",
-                "The gateway could not obtain a Partner Center access token; operators have been told why in the logs.".into(),
+                match error.operator_action() {
+                    Some(action) => format!("The gateway could not obtain a Partner Center access token: Entra refused its credentials, and an operator must act: {action}."),
+                    None => "The gateway could not obtain a Partner Center access token; operators have been told why in the logs.".into(),
+                },
             ),
             K::Idempotency(IdempotencyError::InProgress) => m(
                 StatusCode::CONFLICT,

@@ -51,6 +51,18 @@ pub enum TokenError {
     },
 }
 
+impl TokenError {
+    /// What an operator must do, when Entra's refusal says (never Entra's own words, which
+    /// stay in the logs).
+    pub fn operator_action(&self) -> Option<&'static str> {
+        match self {
+            Self::Refused { action, .. } => Some(action),
+            Self::BackingOff { cause, .. } => cause.operator_action(),
+            _ => None,
+        }
+    }
+}
+
 /// An access token for Partner Center, kept only as the ready-made (sensitive) header value.
 #[derive(Clone)]
 pub struct AccessToken {
@@ -544,7 +556,7 @@ fn operator_action(error: &str, description: &str) -> &'static str {
             "the refresh token was revoked (password change or session revocation): sign in again",
         ),
         (
-            &["AADSTS50076", "AADSTS50079", "AADSTS50074"],
+            &["AADSTS50076", "AADSTS50078", "AADSTS50079", "AADSTS50074"],
             "multi-factor authentication is required: sign in again with MFA",
         ),
         (
@@ -556,7 +568,7 @@ fn operator_action(error: &str, description: &str) -> &'static str {
             "the client secret is invalid or expired: set a current one",
         ),
         (
-            &["AADSTS700016"],
+            &["AADSTS700016", "AADSTS700007"],
             "the client id is not known in this tenant: check partner_token.client_id and tenant_id",
         ),
         (
@@ -784,6 +796,11 @@ mod tests {
                 .contains("revoked")
         );
         assert!(refusal("AADSTS50076: Due to a configuration change ... you must use multi-factor authentication").contains("multi-factor"));
+        assert!(
+            refusal("AADSTS50078: Presented multi-factor authentication has expired")
+                .contains("multi-factor")
+        );
+        assert!(refusal("AADSTS700007: Application identifier mismatch").contains("client id"));
         assert!(
             refusal("AADSTS700082x").contains("sign in again"),
             "the generic invalid_grant advice"

@@ -189,6 +189,14 @@ async fn a_refused_refresh_token_is_a_503_and_partner_center_is_not_called() {
         !problem.to_string().contains("AADSTS"),
         "internals stay in the logs: {problem}"
     );
+    // What the operator must do is said, though.
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the refresh token expired (unused too long): sign in again"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]
