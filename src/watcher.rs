@@ -13,7 +13,7 @@ use actix_web::web;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::configuration::WatchSettings;
-use crate::domain::{CustomerId, QualificationStatus, VettingStatus};
+use crate::domain::{CustomerId, QualificationStatus};
 use crate::metrics::Metrics;
 use crate::partner_center::{UpstreamCall, UpstreamError};
 use crate::state::AppState;
@@ -138,10 +138,7 @@ impl Watcher {
                 Metrics::outcome(&self.state.metrics.watch_polls, "ok");
                 let transitions = decide(&open, &statuses, self.settings.max_days);
                 for transition in &transitions {
-                    Metrics::outcome(
-                        &self.state.metrics.watch_transitions,
-                        static_status(&transition.to),
-                    );
+                    Metrics::outcome(&self.state.metrics.watch_transitions, transition.to.label());
                 }
                 self.apply(&watch, transitions, next_poll_ms).await
             }
@@ -233,19 +230,7 @@ fn decide(
                 .eq_ignore_ascii_case(&request.qualification)
         });
         let (to, reason) = match entry {
-            Some(status) => match &status.vetting_status {
-                Some(VettingStatus::InReview) => (RequestStatus::InReview, None),
-                Some(VettingStatus::Approved) => (RequestStatus::Approved, None),
-                Some(VettingStatus::Denied) => {
-                    (RequestStatus::Denied, status.vetting_reason.clone())
-                }
-                Some(other) => (
-                    RequestStatus::Other(other.as_str().to_owned()),
-                    status.vetting_reason.clone(),
-                ),
-                // A qualification without vetting is simply set.
-                None => (RequestStatus::Accepted, None),
-            },
+            Some(status) => RequestStatus::of_vetting(status),
             None => (request.status.clone(), None),
         };
         let (to, reason) = if to.is_open() && now - request.created_ms >= max_open_ms {
@@ -278,18 +263,4 @@ fn decide(
         });
     }
     transitions
-}
-
-fn static_status(status: &RequestStatus) -> &'static str {
-    match status {
-        RequestStatus::Submitted => "Submitted",
-        RequestStatus::InReview => "InReview",
-        RequestStatus::Approved => "Approved",
-        RequestStatus::Denied => "Denied",
-        RequestStatus::Accepted => "Accepted",
-        RequestStatus::Refused => "Refused",
-        RequestStatus::Failed => "Failed",
-        RequestStatus::WatchExpired => "WatchExpired",
-        RequestStatus::Other(_) => "other",
-    }
 }

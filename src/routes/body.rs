@@ -1,8 +1,9 @@
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::web::{Bytes, BytesMut, Payload};
-use actix_web::{HttpMessage, HttpRequest};
+use actix_web::{HttpMessage, HttpRequest, web};
 use futures_util::StreamExt;
 
+use crate::domain::{FieldError, FieldErrors};
 use crate::error::ApiErrorKind;
 
 /// Reads a JSON request body of at most `limit` bytes, refusing other media types.
@@ -39,4 +40,13 @@ pub async fn read_json_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// The query string as `T`, or a problem naming it (not actix's plain-text 400).
+pub fn query_params<T: serde::de::DeserializeOwned>(
+    request: &HttpRequest,
+) -> Result<T, FieldErrors> {
+    web::Query::<T>::from_query(request.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| FieldError::new("query", format!("cannot be read: {e}")).into())
 }

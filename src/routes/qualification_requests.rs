@@ -10,6 +10,8 @@ use crate::error::{ApiError, ApiErrorKind, Problem, WithCorrelation};
 use crate::state::AppState;
 use crate::store::{ListQuery, StoredRequest, from_ms, to_ms};
 
+use super::body::query_params;
+
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
 
@@ -258,15 +260,6 @@ pub async fn get_qualification_request(
         })
         .with_correlation(correlation_id)?;
     Ok(HttpResponse::Ok().json(QualificationRequestRecord::new(request, true)))
-}
-
-/// The query string as `T`, or a problem naming it (not actix's plain-text 400).
-pub(super) fn query_params<T: serde::de::DeserializeOwned>(
-    request: &HttpRequest,
-) -> Result<T, FieldErrors> {
-    web::Query::<T>::from_query(request.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| FieldError::new("query", format!("cannot be read: {e}")).into())
 }
 
 /// `None` (all apps) for auditors; the caller's own app otherwise.

@@ -5,8 +5,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use super::body::query_params;
 use super::body::read_json_body;
-use super::qualification_requests::query_params;
 use crate::auth::{Caller, Permission};
 use crate::domain::{CorrelationId, FieldError, FieldErrors};
 use crate::error::{ApiError, ApiErrorKind, Problem, WithCorrelation};

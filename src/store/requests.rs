@@ -40,6 +40,14 @@ impl RequestStatus {
 
     pub fn as_str(&self) -> &str {
         match self {
+            Self::Other(other) => other,
+            known => known.label(),
+        }
+    }
+
+    /// As a metric label: the known statuses, and `other` for the rest.
+    pub fn label(&self) -> &'static str {
+        match self {
             Self::Submitted => "Submitted",
             Self::InReview => "InReview",
             Self::Approved => "Approved",
@@ -48,7 +56,21 @@ impl RequestStatus {
             Self::Refused => "Refused",
             Self::Failed => "Failed",
             Self::WatchExpired => "WatchExpired",
-            Self::Other(other) => other,
+            Self::Other(_) => "other",
+        }
+    }
+
+    /// What Partner Center's entry for the qualification says, with its reason when that
+    /// matters; a qualification without vetting is simply set.
+    pub fn of_vetting(status: &QualificationStatus) -> (Self, Option<String>) {
+        match &status.vetting_status {
+            Some(VettingStatus::InReview) => (Self::InReview, None),
+            Some(VettingStatus::Approved) => (Self::Approved, None),
+            Some(VettingStatus::Denied) => (Self::Denied, status.vetting_reason.clone()),
+            Some(VettingStatus::Other(other)) => {
+                (Self::Other(other.clone()), status.vetting_reason.clone())
+            }
+            None => (Self::Accepted, None),
         }
     }
 
@@ -147,16 +169,7 @@ impl NewRequest {
 impl RequestOutcome {
     /// Partner Center took the request: its vetting status is the request's.
     pub fn accepted(status: &QualificationStatus, http_status: u16) -> Self {
-        let (status, reason) = match &status.vetting_status {
-            Some(VettingStatus::InReview) => (RequestStatus::InReview, None),
-            Some(VettingStatus::Approved) => (RequestStatus::Approved, None),
-            Some(VettingStatus::Denied) => (RequestStatus::Denied, status.vetting_reason.clone()),
-            Some(VettingStatus::Other(other)) => (
-                RequestStatus::Other(other.clone()),
-                status.vetting_reason.clone(),
-            ),
-            None => (RequestStatus::Accepted, None),
-        };
+        let (status, reason) = RequestStatus::of_vetting(status);
         Self {
             status,
             reason,

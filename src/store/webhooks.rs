@@ -145,31 +145,15 @@ impl Store {
     }
 
     pub async fn subscriptions(&self, caller_app: &str) -> Result<Vec<Subscription>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE caller_app = $1 ORDER BY created_ms, id"
-        ))
-        .bind(caller_app)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(Subscription::from_row)
-            .collect::<Result<_, _>>()?)
+        let mut conn = self.pool.acquire().await?;
+        Ok(subscriptions_where(&mut conn, "caller_app", caller_app).await?)
     }
 
     /// Every subscription whose callback is `url`, whoever owns it (the sandbox receiver
     /// checks signatures with their secrets).
     pub async fn subscriptions_to(&self, url: &str) -> Result<Vec<Subscription>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE url = $1"
-        ))
-        .bind(url)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(Subscription::from_row)
-            .collect::<Result<_, _>>()?)
+        let mut conn = self.pool.acquire().await?;
+        Ok(subscriptions_where(&mut conn, "url", url).await?)
     }
 
     pub async fn subscription(
@@ -342,6 +326,23 @@ impl Store {
     }
 }
 
+/// Subscriptions whose `column` (a fixed column name, never input) equals `value`, oldest first.
+async fn subscriptions_where(
+    conn: &mut sqlx::AnyConnection,
+    column: &'static str,
+    value: &str,
+) -> Result<Vec<Subscription>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE {column} = $1 ORDER BY created_ms, id"
+    ))
+    .bind(value)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(Subscription::from_row)
+    .collect()
+}
+
 /// One delivery row per subscription of `caller_app` that asked for `event_type`.
 pub(super) async fn enqueue(
     conn: &mut sqlx::AnyConnection,
@@ -350,15 +351,8 @@ pub(super) async fn enqueue(
     payload: &str,
     now: i64,
 ) -> Result<usize, sqlx::Error> {
-    let rows = sqlx::query(&format!(
-        "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE caller_app = $1"
-    ))
-    .bind(caller_app)
-    .fetch_all(&mut *conn)
-    .await?;
     let mut enqueued = 0;
-    for row in &rows {
-        let subscription = Subscription::from_row(row)?;
+    for subscription in subscriptions_where(conn, "caller_app", caller_app).await? {
         if !subscription.events.iter().any(|e| e == event_type) {
             continue;
         }
