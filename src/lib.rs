@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod lifecycle;
+pub mod login;
 pub mod metrics;
 pub mod partner_center;
 pub mod rate_limit;

@@ -1,8 +1,11 @@
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
 use partner_gateway::configuration::Settings;
 use partner_gateway::lifecycle::shut_down_on_signals;
+use partner_gateway::login::{LoginFlow, LoginOptions, login, print_status, token_status};
 use partner_gateway::startup::Application;
 use partner_gateway::telemetry::{TraceExport, get_subscriber_with_export, init_subscriber};
 
@@ -26,6 +29,47 @@ enum Command {
     Openapi,
     /// Load and check the settings, print them (secrets redacted) and exit: 0 when valid.
     CheckConfig,
+    /// Sign in as an admin agent of the partner tenant and store the refresh token the
+    /// gateway redeems, in partner_token.refresh_token_file (after verifying it).
+    Login(LoginArgs),
+    /// The partner credential.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Args)]
+struct LoginArgs {
+    /// Sign in in a browser (the default): authorization code with PKCE, redirected to
+    /// http://localhost on a port of partner_token.login_redirect_ports.
+    #[arg(long, conflicts_with = "device_code")]
+    browser: bool,
+    /// Sign in on any other device with a short code, for hosts without a browser.
+    #[arg(long)]
+    device_code: bool,
+    /// Only print the sign-in URL; do not try to open a browser.
+    #[arg(long)]
+    no_open: bool,
+    /// Give up when nobody has signed in after this many seconds.
+    #[arg(long, default_value_t = 900, value_name = "SECS")]
+    timeout_secs: u64,
+    /// Use a running sandbox gateway's app registration, Entra and Partner Center, to try
+    /// login with no tenant (e.g. http://127.0.0.1:8080).
+    #[arg(long, value_name = "URL")]
+    sandbox: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Where the refresh token comes from, when it last rotated and was redeemed, days left
+    /// before the 90-day inactivity limit, MFA. Exit code: 0 usable, 1 within
+    /// partner_token.warn_days of the limit or of unknown age, 2 unusable.
+    Status {
+        /// The same as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +80,30 @@ fn main() -> anyhow::Result<()> {
             partner_gateway::routes::openapi_document().to_pretty_json()?
         );
         return Ok(());
+    }
+    match cli.command {
+        Some(Command::Login(args)) => {
+            let settings = Settings::load_unchecked(cli.config.as_deref())?;
+            let options = LoginOptions {
+                flow: if args.device_code {
+                    LoginFlow::DeviceCode
+                } else {
+                    LoginFlow::Browser
+                },
+                open_browser: !args.no_open,
+                timeout: Duration::from_secs(args.timeout_secs),
+                sandbox: args.sandbox,
+            };
+            return tokio::runtime::Runtime::new()?.block_on(login(settings, options));
+        }
+        Some(Command::Token {
+            command: TokenCommand::Status { json },
+        }) => {
+            let settings = Settings::load_unchecked(cli.config.as_deref())?;
+            let code = print_status(&token_status(&settings)?, json)?;
+            std::process::exit(code.into());
+        }
+        _ => {}
     }
     let settings = Settings::load(cli.config.as_deref())?;
     if let Some(Command::CheckConfig) = cli.command {

@@ -137,6 +137,8 @@ impl Application {
                 tokens.clone(),
                 metrics.clone(),
             )?,
+            partner_token: tokens.clone(),
+            token_warn_days: settings.partner_token.warn_days,
             max_body_bytes: settings.server.max_body_bytes,
             idempotency: IdempotencyStore::new(
                 store.clone(),
@@ -299,7 +301,10 @@ impl Application {
              \n  curl -i -X POST {url}/v1/customers/7d2456fd-2d79-46d0-9f8e-5d7ecd5f8745/qualifications \\\
              \n    -H 'Authorization: Bearer {token}' \\\
              \n    -H 'Content-Type: application/json' \\\
-             \n    -d '{{\"qualification\": \"Education\", \"educationSegment\": \"K12\", \"website\": \"contoso.edu\"}}'\n"
+             \n    -d '{{\"qualification\": \"Education\", \"educationSegment\": \"K12\", \"website\": \"contoso.edu\"}}'\n\
+             \n  The operator's sign-in, against this sandbox's Entra (add --device-code for the headless way):\n\
+             \n  PARTNER_GATEWAY__PARTNER_TOKEN__REFRESH_TOKEN_FILE=./sandbox-refresh-token \\\
+             \n    partner-gateway login --sandbox {url}\n"
         ))
     }
 
@@ -396,6 +401,13 @@ async fn drain_on_request(
 fn live_values(state: &web::Data<AppState>, tokens: &Arc<TokenProvider>) -> LiveValues {
     let circuit = state.clone();
     let (remaining, age) = (tokens.clone(), tokens.clone());
+    let warn_days = state.token_warn_days;
+    let health = |read: fn(&crate::partner_center::credential::CredentialHealth) -> Option<f64>| {
+        let tokens = tokens.clone();
+        Box::new(move || read(&tokens.health(warn_days)))
+            as Box<dyn Fn() -> Option<f64> + Send + Sync>
+    };
+    let status = tokens.clone();
     LiveValues {
         gauges: vec![
             ScrapeGauge {
@@ -408,13 +420,36 @@ fn live_values(state: &web::Data<AppState>, tokens: &Arc<TokenProvider>) -> Live
                 help: "Seconds since Entra last rotated the refresh token (it expires after 90 days unused)",
                 read: Box::new(move || age.refresh_token_age().map(|d| d.as_secs_f64())),
             },
+            ScrapeGauge {
+                name: "partner_refresh_token_days_left",
+                help: "Days before the refresh token dies unused (Entra's 90-day inactivity limit)",
+                read: health(|h| h.days_left.map(|d| d as f64)),
+            },
+            ScrapeGauge {
+                name: "partner_token_last_redeemed_timestamp_seconds",
+                help: "When Entra last accepted the refresh token (Unix seconds)",
+                read: health(|h| h.record.redeemed_at.map(|t| t as f64)),
+            },
+            ScrapeGauge {
+                name: "partner_token_mfa",
+                help: "1 when the last access token says the sign-in used MFA (Partner Center requires it), else 0",
+                read: health(|h| h.record.mfa.map(|m| f64::from(u8::from(m)))),
+            },
         ],
-        states: vec![ScrapeState {
-            name: "partner_center_circuit_state",
-            help: "Partner Center's circuit breaker: 1 for the current state",
-            states: &["closed", "open", "half-open"],
-            read: Box::new(move || circuit.partner_center.circuit_state()),
-        }],
+        states: vec![
+            ScrapeState {
+                name: "partner_center_circuit_state",
+                help: "Partner Center's circuit breaker: 1 for the current state",
+                states: &["closed", "open", "half-open"],
+                read: Box::new(move || circuit.partner_center.circuit_state()),
+            },
+            ScrapeState {
+                name: "partner_token_status",
+                help: "The partner credential: 1 for usable, expiring (within warn_days), unknown (age) or unusable",
+                states: &crate::partner_center::credential::CredentialStatus::ALL,
+                read: Box::new(move || status.health(warn_days).status.label()),
+            },
+        ],
     }
 }
 

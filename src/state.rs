@@ -4,12 +4,17 @@ use crate::configuration::{WatchSettings, WebhookSettings};
 use crate::idempotency::IdempotencyStore;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::partner_center::PartnerCenterClient;
+use std::sync::Arc;
+
+use crate::partner_center::{PartnerCenterClient, TokenProvider};
 use crate::store::Store;
 use crate::webhooks::CallbackPolicy;
 
 pub struct AppState {
     pub partner_center: PartnerCenterClient,
+    /// For the credential's health in `/readyz` (the client holds it for calls).
+    pub partner_token: Arc<TokenProvider>,
+    pub token_warn_days: u64,
     pub max_body_bytes: usize,
     pub idempotency: IdempotencyStore,
     pub metrics: Metrics,

@@ -375,12 +375,62 @@ pub enum TokenEndpoint {
     V2,
 }
 
+/// How the app registration proves itself to Entra: with its client secret, or (a public
+/// client, "Allow public client flows" on) without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    Confidential,
+    Public,
+}
+
+/// Local ports `login --browser` may listen on for Entra's redirect, `first-last` (or one
+/// port; `0` for any free one). Each must be a registered redirect URI of a web app
+/// registration; a public client's `http://localhost` matches any port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Port(u16),
+            Range(String),
+        }
+        let invalid = |text: &str| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a port or a range of ports such as 8400-8409"
+            ))
+        };
+        let (first, last) = match Written::deserialize(deserializer)? {
+            Written::Port(port) => (port, port),
+            Written::Range(text) => {
+                let parse = |s: &str| s.trim().parse::<u16>().map_err(|_| invalid(&text));
+                match text.split_once('-') {
+                    Some((first, last)) => (parse(first)?, parse(last)?),
+                    None => (parse(&text)?, parse(&text)?),
+                }
+            }
+        };
+        if first > last || (first == 0 && last != 0) {
+            return Err(invalid(&format!("{first}-{last}")));
+        }
+        Ok(Self { first, last })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct PartnerTokenSettings {
     pub authority_url: String,
     pub tenant_id: String,
     pub client_id: String,
     pub client_secret: Option<SecretString>,
+    /// `public`: the refresh token is redeemed without the client secret.
+    pub client_type: ClientType,
     pub refresh_token: Option<SecretString>,
     /// Where rotated refresh tokens are kept across restarts; read at start in preference
     /// to `refresh_token`.
@@ -394,19 +444,36 @@ pub struct PartnerTokenSettings {
     pub failure_backoff_max_ms: u64,
     /// One token request's limit: Entra answers in well under a second when it is well.
     pub timeout_ms: u64,
+    /// `token status` fails (and `/readyz` says `expiring`) this many days before the
+    /// refresh token's 90-day inactivity limit.
+    pub warn_days: u64,
+    /// Where `login --browser` listens for Entra's redirect.
+    pub login_redirect_ports: PortRange,
 }
 
 impl PartnerTokenSettings {
     pub fn token_url(&self) -> String {
-        let path = match self.endpoint {
+        self.authority_path(match self.endpoint {
             TokenEndpoint::V1 => "oauth2/token",
             TokenEndpoint::V2 => "oauth2/v2.0/token",
-        };
+        })
+    }
+
+    /// `{authority}/{tenant}/{path}`: the v2 authorize, device code and token endpoints.
+    pub fn authority_path(&self, path: &str) -> String {
         format!(
             "{}/{}/{path}",
             self.authority_url.trim_end_matches('/'),
             self.tenant_id
         )
+    }
+
+    /// The secret to send to Entra: none for a public client.
+    pub fn client_secret_to_send(&self) -> Option<&SecretString> {
+        match self.client_type {
+            ClientType::Confidential => self.client_secret.as_ref(),
+            ClientType::Public => None,
+        }
     }
 }
 
@@ -419,11 +486,22 @@ pub struct SandboxSettings {
     pub watch_schedule_secs: Vec<u64>,
     pub allow_non_loopback: bool,
     pub caller_token_ttl_secs: u64,
+    /// How long a device code from the sandbox's Entra lasts, and its polling interval.
+    pub device_code_ttl_secs: u64,
+    pub device_code_interval_secs: u64,
 }
 
 impl Settings {
     /// Loads and checks the settings; a bad or missing one fails here, named, not at first use.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigurationError> {
+        let settings = Self::load_unchecked(file)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Loads without the gateway's checks, for commands that need only some settings
+    /// (`login`, `token status`) and check those themselves.
+    pub fn load_unchecked(file: Option<&Path>) -> Result<Self, ConfigurationError> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
@@ -449,7 +527,6 @@ impl Settings {
             )
             .build()?
             .try_deserialize()?;
-        settings.validate()?;
         Ok(settings)
     }
 
@@ -547,6 +624,51 @@ impl Settings {
         Ok(())
     }
 
+    /// What `login` needs: the app registration, where to store the token, and URLs.
+    pub fn validate_for_login(&self) -> Result<(), ConfigurationError> {
+        use ConfigurationError as E;
+        let token = &self.partner_token;
+        for (key, value) in [
+            ("partner_token.tenant_id", token.tenant_id.as_str()),
+            ("partner_token.client_id", token.client_id.as_str()),
+        ] {
+            if value.trim().is_empty() {
+                return Err(E::invalid(key, "is required to sign in"));
+            }
+        }
+        let has_secret = token
+            .client_secret
+            .as_ref()
+            .is_some_and(|s| !secrecy::ExposeSecret::expose_secret(s).trim().is_empty());
+        if token.client_type == ClientType::Confidential && !has_secret {
+            return Err(E::invalid(
+                "partner_token.client_secret",
+                format!(
+                    "is required to sign in (or set partner_token.client_type ({}) to public)",
+                    env_name("partner_token.client_type")
+                ),
+            ));
+        }
+        if token
+            .refresh_token_file
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+        {
+            return Err(E::invalid(
+                "partner_token.refresh_token_file",
+                "is required: it is where login stores the refresh token the gateway reads",
+            ));
+        }
+        if token.timeout_ms == 0 {
+            return Err(E::invalid(
+                "partner_token.timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        check_http_url("partner_center.base_url", &self.partner_center.base_url)?;
+        check_http_url("partner_token.authority_url", &token.authority_url)
+    }
+
     fn validate_production(&self) -> Result<(), ConfigurationError> {
         use ConfigurationError as E;
         let required_in_production = [
@@ -580,7 +702,9 @@ impl Settings {
             // A stored refresh token may stand in for the configured one (checked at start).
             let stored = key == "partner_token.refresh_token"
                 && self.partner_token.refresh_token_file.is_some();
-            if !present && !stored {
+            let public = key == "partner_token.client_secret"
+                && self.partner_token.client_type == ClientType::Public;
+            if !present && !stored && !public {
                 return Err(E::invalid(key, "is required in production mode"));
             }
         }

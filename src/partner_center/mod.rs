@@ -2,6 +2,7 @@
 
 mod breaker;
 mod client;
+pub mod credential;
 mod error;
 mod http;
 mod token;

@@ -3,7 +3,6 @@
 //! its refresh point is served while one background refresh replaces it; failures back off.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,8 +13,12 @@ use moka::future::Cache;
 use moka::ops::compute::Op;
 use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
+use super::credential::{
+    CredentialHealth, CredentialRecord, CredentialSource, RefreshTokenFile, Refusal, SignedIn,
+    aadsts_code, unix_now,
+};
 use crate::configuration::{PartnerTokenSettings, TokenEndpoint};
 use crate::metrics::Metrics;
 
@@ -120,6 +123,7 @@ pub struct TokenProvider {
     token_url: String,
     endpoint: TokenEndpoint,
     client_id: String,
+    /// `None` for a public client.
     client_secret: Option<SecretString>,
     /// Replaced in memory whenever Entra rotates it.
     refresh_token: RwLock<Option<SecretString>>,
@@ -127,7 +131,10 @@ pub struct TokenProvider {
     scope: String,
     expiry_margin: Duration,
     cache: Cache<(), Arc<AccessToken>>,
-    store: Option<RefreshTokenStore>,
+    store: Option<RefreshTokenFile>,
+    /// The configured token was there at start (for the record's `source`).
+    configured: bool,
+    public_client: bool,
     refreshing_ahead: AtomicBool,
     /// Every token request goes through here: one at a time, so two never redeem the same
     /// refresh token and rotations are stored in order.
@@ -137,15 +144,17 @@ pub struct TokenProvider {
     failure_backoff_max: Duration,
     timeout: Duration,
     metrics: Metrics,
-    /// For operators: when the access token in use expires, and when the refresh token
-    /// last rotated (Entra drops refresh tokens left unused for 90 days).
+    /// For operators: when the access token in use expires, and what is known of the
+    /// refresh token (Entra drops refresh tokens left unused for 90 days).
     lifetimes: Mutex<Lifetimes>,
 }
 
 #[derive(Default)]
 struct Lifetimes {
     access_token_expires_at: Option<SystemTime>,
-    refresh_token_rotated_at: Option<SystemTime>,
+    credential: CredentialRecord,
+    /// The token in use was read from the file (rather than the settings).
+    from_file: bool,
 }
 
 /// Recent token-endpoint failures, so a revoked refresh token does not become a storm of
@@ -189,24 +198,31 @@ impl TokenProvider {
             .refresh_token_file
             .as_ref()
             .filter(|p| !p.as_os_str().is_empty())
-            .map(|path| RefreshTokenStore {
-                path: path.clone(),
-                seeded_from: fingerprint(settings.refresh_token.as_ref()),
-            });
-        let mut refresh_token = settings.refresh_token.clone();
+            .map(|path| RefreshTokenFile::new(path.clone(), settings.refresh_token.as_ref()));
+        let mut refresh_token = settings
+            .refresh_token
+            .clone()
+            .filter(|t| !t.expose_secret().trim().is_empty());
         let mut lifetimes = Lifetimes::default();
         if let Some(store) = &store
-            && let Some((stored, rotated_at)) = store.load()?
+            && let Some((stored, record)) = store.load()?
         {
+            tracing::info!(path = %store.path.display(), "using the refresh token stored by login or an earlier run");
             refresh_token = Some(stored);
-            lifetimes.refresh_token_rotated_at = rotated_at;
+            lifetimes.credential = record;
+            lifetimes.from_file = true;
         }
         Ok(Self {
             http,
             token_url: settings.token_url(),
             endpoint: settings.endpoint,
             client_id: settings.client_id.clone(),
-            client_secret: settings.client_secret.clone(),
+            client_secret: settings.client_secret_to_send().cloned(),
+            public_client: settings.client_type == crate::configuration::ClientType::Public,
+            configured: settings
+                .refresh_token
+                .as_ref()
+                .is_some_and(|t| !t.expose_secret().trim().is_empty()),
             refresh_token: RwLock::new(refresh_token),
             resource: settings.resource.clone(),
             scope: settings.scope.clone(),
@@ -248,15 +264,32 @@ impl TokenProvider {
         )
     }
 
-    /// Time since Entra last rotated the refresh token (as this process or the store file
-    /// saw it); `None` while unknown.
+    /// Time since Entra last handed out the refresh token (as this process or the token
+    /// file saw it); `None` while unknown.
     pub fn refresh_token_age(&self) -> Option<Duration> {
-        let rotated_at = self.lifetimes().refresh_token_rotated_at?;
-        Some(
-            SystemTime::now()
-                .duration_since(rotated_at)
-                .unwrap_or_default(),
-        )
+        let renewed_at = self.lifetimes().credential.renewed_at()?;
+        Some(Duration::from_secs(unix_now().saturating_sub(renewed_at)))
+    }
+
+    /// The refresh token's state for `/readyz`, metrics and `login`'s report.
+    pub fn health(&self, warn_days: u64) -> CredentialHealth {
+        let lifetimes = self.lifetimes();
+        let source = match (&self.store, lifetimes.from_file) {
+            _ if !self.has_refresh_token() => CredentialSource::None,
+            (Some(store), true) => CredentialSource::File(store.path.clone()),
+            _ if self.configured => CredentialSource::Setting,
+            // Rotated in memory only, from a token given in code.
+            _ => CredentialSource::Setting,
+        };
+        CredentialHealth::assess(source, lifetimes.credential.clone(), warn_days, unix_now())
+    }
+
+    /// The refresh token now in use (rotations included), for `login` to store.
+    pub(crate) fn current_refresh_token(&self) -> Option<SecretString> {
+        self.refresh_token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn lifetimes(&self) -> std::sync::MutexGuard<'_, Lifetimes> {
@@ -394,27 +427,26 @@ impl TokenProvider {
     }
 
     async fn redeem(&self) -> Result<Arc<AccessToken>, TokenError> {
+        self.adopt_a_newer_stored_token();
         let refresh_token = self
-            .refresh_token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .current_refresh_token()
             .ok_or(TokenError::NotConfigured)?;
-        let client_secret = self
-            .client_secret
-            .as_ref()
-            .ok_or(TokenError::NotConfigured)?;
+        if !self.public_client && self.client_secret.is_none() {
+            return Err(TokenError::NotConfigured);
+        }
         let audience = match self.endpoint {
             TokenEndpoint::V1 => ("resource", self.resource.as_str()),
             TokenEndpoint::V2 => ("scope", self.scope.as_str()),
         };
-        let form = [
+        let mut form = vec![
             ("grant_type", "refresh_token"),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", client_secret.expose_secret()),
             ("refresh_token", refresh_token.expose_secret()),
             audience,
         ];
+        if let Some(secret) = &self.client_secret {
+            form.push(("client_secret", secret.expose_secret()));
+        }
         let started = Instant::now();
         let response = self
             .http
@@ -445,37 +477,55 @@ impl TokenProvider {
                 .as_deref()
                 .and_then(super::client::parse_retry_after);
             let answer = serde_json::from_slice::<TokenErrorResponse>(&body).ok();
-            return Err(self.log(token_failure(status, answer, retry_after)));
+            let failure = token_failure(status, answer, retry_after);
+            if let TokenError::Refused {
+                error,
+                description,
+                action,
+            } = &failure
+            {
+                self.lifetimes().credential.refused = Some(Refusal {
+                    at: unix_now(),
+                    error: error.clone(),
+                    code: aadsts_code(description),
+                    action: (*action).to_owned(),
+                });
+                self.persist(false).await;
+            }
+            return Err(self.log(failure));
         }
         // Keep a rotated refresh token even if the rest of the answer turns out unusable.
-        if let Ok(Rotation {
-            refresh_token: Some(rotated),
-        }) = serde_json::from_slice::<Rotation>(&body)
-        {
-            *self
-                .refresh_token
-                .write()
-                .unwrap_or_else(|p| p.into_inner()) = Some(rotated.clone());
-            self.lifetimes().refresh_token_rotated_at = Some(SystemTime::now());
-            match &self.store {
-                Some(store) => match store.save(rotated).await {
-                    Ok(()) => {
-                        tracing::info!(path = %store.path.display(), "partner refresh token rotated; the new one is kept in memory and stored")
-                    }
-                    Err(error) => {
-                        tracing::error!(path = %store.path.display(), %error, "partner refresh token rotated but could not be stored; a restart would use the older one")
-                    }
-                },
-                None => tracing::info!(
-                    "partner refresh token rotated; the new one replaces the old in memory"
-                ),
+        let rotated = match serde_json::from_slice::<Rotation>(&body) {
+            Ok(Rotation {
+                refresh_token: Some(rotated),
+            }) => {
+                *self
+                    .refresh_token
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(rotated);
+                self.lifetimes().credential.rotated_at = Some(unix_now());
+                true
             }
+            _ => false,
+        };
+        let obtained = self.access_token_from(status, &body, started);
+        if obtained.is_ok() || rotated {
+            self.persist(rotated).await;
         }
+        obtained
+    }
+
+    fn access_token_from(
+        &self,
+        status: reqwest::StatusCode,
+        body: &[u8],
+        started: Instant,
+    ) -> Result<Arc<AccessToken>, TokenError> {
         let invalid = || TokenError::InvalidResponse {
             status: status.as_u16(),
         };
         let answer: TokenResponse =
-            serde_json::from_slice(&body).map_err(|_| self.log(invalid()))?;
+            serde_json::from_slice(body).map_err(|_| self.log(invalid()))?;
         let mut authorization =
             HeaderValue::from_str(&format!("Bearer {}", answer.access_token.expose_secret()))
                 .map_err(|_| self.log(invalid()))?;
@@ -485,8 +535,23 @@ impl TokenProvider {
             answer.refresh_in.map(Duration::from_secs),
             self.expiry_margin,
         );
-        self.lifetimes().access_token_expires_at =
-            Some(SystemTime::now() + Duration::from_secs(answer.expires_in));
+        let signed_in = SignedIn::from_access_token(answer.access_token.expose_secret());
+        {
+            let mut lifetimes = self.lifetimes();
+            lifetimes.access_token_expires_at =
+                Some(SystemTime::now() + Duration::from_secs(answer.expires_in));
+            let credential = &mut lifetimes.credential;
+            credential.redeemed_at = Some(unix_now());
+            credential.refused = None;
+            if let Some(signed_in) = &signed_in {
+                credential.remember_sign_in(signed_in);
+            }
+        }
+        if signed_in.as_ref().is_some_and(|s| !s.mfa) {
+            tracing::warn!(
+                "the partner access token says the sign-in did not use MFA; Partner Center refuses App+User calls without it: run `partner-gateway login` and sign in with MFA"
+            );
+        }
         tracing::info!(
             expires_in_secs = answer.expires_in,
             cached_for_secs = cache_for.as_secs(),
@@ -498,6 +563,59 @@ impl TokenProvider {
             cache_for,
             refresh_at: started + refresh_in,
         }))
+    }
+
+    /// Writes the token in use and its record to the token file, if there is one.
+    async fn persist(&self, rotated: bool) {
+        let Some(store) = &self.store else {
+            if rotated {
+                tracing::info!(
+                    "partner refresh token rotated; the new one replaces the old in memory"
+                );
+            }
+            return;
+        };
+        let Some(token) = self.current_refresh_token() else {
+            return;
+        };
+        let record = self.lifetimes().credential.clone();
+        match store.save(&token, &record).await {
+            Ok(()) => {
+                self.lifetimes().from_file = true;
+                if rotated {
+                    tracing::info!(path = %store.path.display(), "partner refresh token rotated; the new one is kept in memory and stored");
+                }
+            }
+            Err(error) if rotated => {
+                tracing::error!(path = %store.path.display(), %error, "partner refresh token rotated but could not be stored; a restart would use the older one")
+            }
+            Err(error) => {
+                tracing::warn!(path = %store.path.display(), %error, "the refresh token's record could not be stored")
+            }
+        }
+    }
+
+    /// `partner-gateway login` may have stored a new token while this process runs: it is
+    /// taken up at the next redemption, with no restart.
+    fn adopt_a_newer_stored_token(&self) {
+        let Some(store) = &self.store else { return };
+        let Ok(Some((stored, record))) = store.load() else {
+            return;
+        };
+        // Only a later sign-in: a file left behind by a failed write holds an older token.
+        if record.signed_in_at.is_none()
+            || record.signed_in_at <= self.lifetimes().credential.signed_in_at
+        {
+            return;
+        }
+        tracing::info!(path = %store.path.display(), "the token file holds a newer refresh token (from login); using it");
+        *self
+            .refresh_token
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(stored);
+        let mut lifetimes = self.lifetimes();
+        lifetimes.credential = record;
+        lifetimes.from_file = true;
     }
 
     fn log(&self, error: TokenError) -> TokenError {
@@ -609,110 +727,6 @@ fn token_schedule(
     };
     let refresh_in = refresh_in.unwrap_or(lifetime.mul_f64(0.8)).min(cache_for);
     (cache_for, refresh_in)
-}
-
-/// Where a rotated refresh token survives restarts: written atomically (a temporary file in
-/// the same directory, mode 0600, synced, then renamed over the old one), with a fingerprint
-/// of the configured token it descends from. An operator who configures a new refresh token
-/// (the stored one was revoked, say) is therefore obeyed rather than overruled by the file.
-struct RefreshTokenStore {
-    path: PathBuf,
-    /// SHA-256 (hex) of the configured refresh token; empty when none is configured.
-    seeded_from: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredRefreshToken {
-    refresh_token: String,
-    seeded_from: String,
-    /// Unix seconds; absent in files written before it was recorded (the file's
-    /// modification time stands in).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    rotated_at: Option<u64>,
-}
-
-fn fingerprint(token: Option<&SecretString>) -> String {
-    token
-        .map(|t| {
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.expose_secret().as_bytes())
-                .as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-impl RefreshTokenStore {
-    /// The stored token, when there is one and it descends from the configured one (or
-    /// none is configured).
-    fn load(&self) -> anyhow::Result<Option<(SecretString, Option<SystemTime>)>> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                anyhow::bail!(
-                    "cannot read the refresh-token file {}: {e}",
-                    self.path.display()
-                )
-            }
-        };
-        let stored: StoredRefreshToken = serde_json::from_str(&text).map_err(|_| {
-            anyhow::anyhow!(
-                "the refresh-token file {} is not one this gateway wrote",
-                self.path.display()
-            )
-        })?;
-        if stored.refresh_token.trim().is_empty() {
-            return Ok(None);
-        }
-        if !self.seeded_from.is_empty() && stored.seeded_from != self.seeded_from {
-            tracing::warn!(path = %self.path.display(), "the configured refresh token changed since the stored one was written; using the configured one");
-            return Ok(None);
-        }
-        tracing::info!(path = %self.path.display(), "using the refresh token stored by an earlier run");
-        let rotated_at = match stored.rotated_at {
-            Some(secs) => Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
-            None => std::fs::metadata(&self.path)
-                .and_then(|m| m.modified())
-                .ok(),
-        };
-        Ok(Some((SecretString::from(stored.refresh_token), rotated_at)))
-    }
-
-    async fn save(&self, token: SecretString) -> std::io::Result<()> {
-        let path = self.path.clone();
-        let contents = serde_json::to_string(&StoredRefreshToken {
-            refresh_token: token.expose_secret().to_owned(),
-            seeded_from: self.seeded_from.clone(),
-            rotated_at: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .ok()
-                .map(|d| d.as_secs()),
-        })
-        .map_err(std::io::Error::other)?;
-        tokio::task::spawn_blocking(move || write_private_atomically(&path, &contents))
-            .await
-            .map_err(std::io::Error::other)?
-    }
-}
-
-fn write_private_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let directory = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::Builder::new()
-        .prefix(".refresh-token-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(directory)?;
-    file.write_all(contents.as_bytes())?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    // The rename itself survives a crash only once the directory is synced.
-    std::fs::File::open(directory)?.sync_all()
 }
 
 fn optional_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
@@ -827,19 +841,5 @@ mod tests {
         let (cache_for, refresh_in) = token_schedule(MINUTE, None, 5 * MINUTE);
         assert_eq!(cache_for, MINUTE / 2);
         assert_eq!(refresh_in, MINUTE / 2);
-    }
-
-    #[test]
-    fn the_store_file_is_private_and_replaced_whole() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("refresh-token");
-        write_private_atomically(&path, "first").unwrap();
-        write_private_atomically(&path, "second").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temporary file left behind");
     }
 }

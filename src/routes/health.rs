@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::CallerVerifier;
+use crate::partner_center::credential::CredentialReport;
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -40,6 +41,9 @@ pub struct ReadinessDetails {
     /// `closed`, `open` or `half-open`; shown, never failing readiness.
     #[schema(example = "closed")]
     partner_center_circuit: &'static str,
+    /// The partner refresh token's health; shown, never failing readiness (`partner-gateway
+    /// token status` and the `partner_token_status` metric say the same).
+    partner_token: CredentialReport,
 }
 
 /// The process is alive. Cheap and dependency-free, for liveness probes.
@@ -89,6 +93,10 @@ pub async fn readyz(
         },
         details: ReadinessDetails {
             partner_center_circuit: state.partner_center.circuit_state(),
+            partner_token: state
+                .partner_token
+                .health(state.token_warn_days)
+                .report(false),
         },
     };
     if ready {

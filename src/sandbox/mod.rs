@@ -44,6 +44,8 @@ impl Sandbox {
             SANDBOX_AUDIENCE.to_owned(),
             Duration::from_millis(settings.sandbox.approval_delay_ms),
             settings.sandbox.caller_token_ttl_secs,
+            Duration::from_secs(settings.sandbox.device_code_ttl_secs),
+            Duration::from_secs(settings.sandbox.device_code_interval_secs),
         )?;
 
         settings.caller_auth.issuers = vec![TrustedIssuer::new(
@@ -56,9 +58,10 @@ impl Sandbox {
         token.authority_url = format!("{base}/entra");
         token.tenant_id = SANDBOX_TENANT.to_owned();
         token.endpoint = TokenEndpoint::V1;
-        token.client_id = state.client_id.clone();
-        token.client_secret = Some(SecretString::from(state.client_secret.clone()));
-        token.refresh_token = Some(SecretString::from(state.current_refresh_token()));
+        token.client_id = state.entra.client_id.clone();
+        token.client_secret = Some(SecretString::from(state.entra.client_secret.clone()));
+        token.client_type = crate::configuration::ClientType::Confidential;
+        token.refresh_token = Some(SecretString::from(state.entra.sandbox_refresh_token()));
 
         // The vetting watch notices a simulated approval within seconds, and may notify the
         // receiver on this very gateway, over plain http on loopback.
@@ -116,6 +119,7 @@ impl Sandbox {
                         .route(web::post().to(webhook_receiver::receive_webhook))
                         .route(web::get().to(webhook_receiver::list_received_webhooks)),
                 )
+                .route("/app-registration", web::get().to(entra::app_registration))
                 .route(
                     "/entra/{tenant}/oauth2/token",
                     web::post().to(entra::token_v1),
@@ -123,6 +127,20 @@ impl Sandbox {
                 .route(
                     "/entra/{tenant}/oauth2/v2.0/token",
                     web::post().to(entra::token_v2),
+                )
+                .service(
+                    web::resource("/entra/{tenant}/oauth2/v2.0/authorize")
+                        .route(web::get().to(entra::sign_in::authorize_page))
+                        .route(web::post().to(entra::sign_in::authorize_decision)),
+                )
+                .route(
+                    "/entra/{tenant}/oauth2/v2.0/devicecode",
+                    web::post().to(entra::sign_in::device_code),
+                )
+                .service(
+                    web::resource("/entra/device")
+                        .route(web::get().to(entra::sign_in::device_page))
+                        .route(web::post().to(entra::sign_in::device_decision)),
                 )
                 .route(
                     "/partner-center/v1/customers/all/validations",
@@ -141,8 +159,20 @@ impl Sandbox {
 
     /// The routes [`Self::configure`] serves besides the documented caller-token one, so a
     /// wrong method on them is a 405 like anywhere else.
-    pub const UNDOCUMENTED_ROUTES: [(&'static str, Method); 6] = [
+    pub const UNDOCUMENTED_ROUTES: [(&'static str, Method); 12] = [
         ("/sandbox/keys", Method::GET),
+        ("/sandbox/app-registration", Method::GET),
+        ("/sandbox/entra/{tenant}/oauth2/v2.0/authorize", Method::GET),
+        (
+            "/sandbox/entra/{tenant}/oauth2/v2.0/authorize",
+            Method::POST,
+        ),
+        (
+            "/sandbox/entra/{tenant}/oauth2/v2.0/devicecode",
+            Method::POST,
+        ),
+        ("/sandbox/entra/device", Method::GET),
+        ("/sandbox/entra/device", Method::POST),
         ("/sandbox/entra/{tenant}/oauth2/token", Method::POST),
         ("/sandbox/entra/{tenant}/oauth2/v2.0/token", Method::POST),
         (

@@ -230,12 +230,23 @@ fn render(record: &SandboxQualification, state: &SandboxState) -> Value {
 fn check_call(request: &HttpRequest, state: &SandboxState) -> Result<Uuid, Box<HttpResponse>> {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let token = header(AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
-    if !token.is_some_and(|t| state.access_token_valid(t)) {
-        return Err(Box::new(error(
-            401,
-            "401",
-            "The access token is missing, expired or not issued by the sandbox's Entra.",
-        )));
+    match token.and_then(|t| state.entra.access_token_mfa(t)) {
+        None => {
+            return Err(Box::new(error(
+                401,
+                "401",
+                "The access token is missing, expired or not issued by the sandbox's Entra.",
+            )));
+        }
+        // Enforced by Partner Center for App+User calls since April 2026.
+        Some(false) => {
+            return Err(Box::new(error(
+                401,
+                "900421",
+                "Multi-factor authentication is required for App+User calls: the token's sign-in did not use MFA.",
+            )));
+        }
+        Some(true) => {}
     }
     let guid = |name: &str| header(name).and_then(|v| Uuid::try_parse(v).ok());
     if guid("MS-CorrelationId").is_none() {

@@ -8,22 +8,20 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::SigningKey;
+use super::entra::directory::Directory;
 
 /// Bounds on what the sandbox remembers, so a long-running sandbox cannot grow without limit.
 pub const MAX_REMEMBERED: usize = 10_000;
-pub const ACCESS_TOKEN_TTL_SECS: u64 = 3600;
 
 pub struct SandboxState {
     pub issuer: String,
     pub audience: String,
     pub caller_token_ttl_secs: u64,
     pub signing: SigningKey,
-    pub client_id: String,
-    pub client_secret: String,
     pub approval_delay: Duration,
-    /// Only the newest refresh token is honoured: a gateway that ignores rotation fails here.
-    refresh_token: Mutex<String>,
-    access_tokens: Mutex<HashMap<String, Instant>>,
+    /// Only each sign-in's newest refresh token is honoured: a gateway that ignores rotation
+    /// fails here.
+    pub entra: Directory,
     pub partner: Mutex<PartnerCenterState>,
 }
 
@@ -81,6 +79,8 @@ impl SandboxState {
         audience: String,
         approval_delay: Duration,
         caller_token_ttl_secs: u64,
+        device_code_ttl: Duration,
+        device_code_interval: Duration,
     ) -> anyhow::Result<Self> {
         let partner_id = Uuid::new_v4().to_string();
         let code = |id: &str, org: &str, creates: u32| SandboxValidationCode {
@@ -92,15 +92,16 @@ impl SandboxState {
             e_tag: Uuid::new_v4().simple().to_string(),
         };
         Ok(Self {
+            entra: Directory::new(
+                format!("{issuer}/entra/{}/", super::SANDBOX_TENANT),
+                device_code_ttl,
+                device_code_interval,
+            ),
             issuer,
             audience,
             caller_token_ttl_secs,
             signing: SigningKey::generate(format!("sandbox-{}", Uuid::new_v4().simple()))?,
-            client_id: Uuid::new_v4().to_string(),
-            client_secret: random_secret("cs"),
             approval_delay,
-            refresh_token: Mutex::new(random_secret("rt")),
-            access_tokens: Mutex::new(HashMap::new()),
             partner: Mutex::new(PartnerCenterState {
                 customers: HashMap::new(),
                 validation_codes: vec![
@@ -110,35 +111,6 @@ impl SandboxState {
                 answers: HashMap::new(),
             }),
         })
-    }
-
-    pub fn current_refresh_token(&self) -> String {
-        lock(&self.refresh_token).clone()
-    }
-
-    /// Redeems the refresh token if it is the newest, rotating it.
-    pub fn redeem(&self, presented: &str) -> Option<(String, String)> {
-        let mut current = lock(&self.refresh_token);
-        if *current != presented {
-            return None;
-        }
-        *current = random_secret("rt");
-        let access_token = random_secret("at");
-        let mut tokens = lock(&self.access_tokens);
-        tokens.retain(|_, expires| *expires > Instant::now());
-        if tokens.len() < MAX_REMEMBERED {
-            tokens.insert(
-                access_token.clone(),
-                Instant::now() + Duration::from_secs(ACCESS_TOKEN_TTL_SECS),
-            );
-        }
-        Some((access_token, current.clone()))
-    }
-
-    pub fn access_token_valid(&self, token: &str) -> bool {
-        lock(&self.access_tokens)
-            .get(token)
-            .is_some_and(|expires| *expires > Instant::now())
     }
 
     pub fn mint_caller_token(
@@ -176,7 +148,7 @@ pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn random_secret(prefix: &str) -> String {
+pub fn random_secret(prefix: &str) -> String {
     format!(
         "sandbox-{prefix}-{}{}",
         Uuid::new_v4().simple(),

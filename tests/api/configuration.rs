@@ -152,3 +152,49 @@ fn the_watch_schedule_comes_from_one_variable_as_a_list_or_a_lone_number() {
     let (ok, text) = check_config(&env);
     assert!(!ok && text.contains("watch.schedule_secs"), "{text}");
 }
+
+#[test]
+fn the_login_ports_are_a_range_or_one_port_and_a_public_client_needs_no_secret() {
+    for (value, expected) in [
+        ("8400-8409", "first: 8400,\n            last: 8409"),
+        ("8400", "first: 8400,\n            last: 8400"),
+        ("0", "first: 0,\n            last: 0"),
+    ] {
+        let mut env = PRODUCTION.to_vec();
+        env.push((
+            "PARTNER_GATEWAY__CALLER_AUTH__ISSUERS",
+            r#"[{"issuer": "https://i", "audiences": ["a"], "jwks_url": "https://i/keys"}]"#,
+        ));
+        env.push((
+            "PARTNER_GATEWAY__PARTNER_TOKEN__LOGIN_REDIRECT_PORTS",
+            value,
+        ));
+        let (ok, text) = check_config(&env);
+        assert!(ok && text.contains(expected), "{value}: {text}");
+    }
+    for bad in ["8409-8400", "84OO", "0-10"] {
+        let (ok, text) =
+            check_config(&[("PARTNER_GATEWAY__PARTNER_TOKEN__LOGIN_REDIRECT_PORTS", bad)]);
+        assert!(
+            !ok && text.contains("login_redirect_ports"),
+            "{bad}: {text}"
+        );
+    }
+    let mut env: Vec<_> = PRODUCTION
+        .iter()
+        .copied()
+        .filter(|(name, _)| !name.ends_with("CLIENT_SECRET"))
+        .collect();
+    env.push((
+        "PARTNER_GATEWAY__CALLER_AUTH__ISSUERS",
+        r#"[{"issuer": "https://i", "audiences": ["a"], "jwks_url": "https://i/keys"}]"#,
+    ));
+    let (ok, text) = check_config(&env);
+    assert!(
+        !ok && text.contains("partner_token.client_secret"),
+        "{text}"
+    );
+    env.push(("PARTNER_GATEWAY__PARTNER_TOKEN__CLIENT_TYPE", "public"));
+    let (ok, text) = check_config(&env);
+    assert!(ok, "{text}");
+}

@@ -8,6 +8,7 @@ mod configuration;
 mod health;
 mod helpers;
 mod idempotency;
+mod login;
 mod metrics;
 mod openapi;
 mod operations;
