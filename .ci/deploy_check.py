@@ -220,14 +220,19 @@ def context():
     for source in sources:
         if not any(f == source or f.startswith(source.rstrip("/") + "/") for f in files):
             problems.append(f"context: COPY {source} but .dockerignore leaves it out (or it does not exist)")
-    for needed in ("Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs", "benches/caller_verification.rs"):
-        if needed not in files:
-            problems.append(f"context: {needed} is needed by cargo but not sent")
+    needed = ["Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs", "benches/caller_verification.rs"]
+    # What the code embeds at compile time from outside src/ (sqlx::migrate!("./migrations")).
+    for source in ROOT.joinpath("src").rglob("*.rs"):
+        for embedded in re.findall(r'migrate!\("\./([^"]+)"\)', source.read_text()):
+            needed += [str(p.relative_to(ROOT)) for p in ROOT.joinpath(embedded).rglob("*") if p.is_file()]
+    for path in needed:
+        if path not in files:
+            problems.append(f"context: {path} is needed by cargo but not sent")
     for banned in ("target/", ".git/", "tests/e2e/node_modules/", "node_modules/"):
         if any(f.startswith(banned) for f in files):
             problems.append(f"context: {banned} is sent to the builder")
     if not problems:
-        print(f"deploy-check: context: {len(files)} files sent (Cargo.toml, Cargo.lock, src/, benches/)")
+        print(f"deploy-check: context: {len(files)} files sent (Cargo.toml, Cargo.lock, src/, migrations/, benches/)")
     return problems
 
 
