@@ -667,19 +667,19 @@ fn operator_action(error: &str, description: &str) -> &'static str {
     const ACTIONS: [(&[&str], &str); 7] = [
         (
             &["AADSTS700082", "AADSTS70008", "AADSTS700084"],
-            "the refresh token expired (unused too long): sign in again to get a new one",
+            "the refresh token expired (unused too long): sign in again with `partner-gateway login`",
         ),
         (
             &["AADSTS50173", "AADSTS50133", "AADSTS50089", "AADSTS700081"],
-            "the refresh token was revoked (password change or session revocation): sign in again",
+            "the refresh token was revoked (password change or session revocation): sign in again with `partner-gateway login`",
         ),
         (
             &["AADSTS50076", "AADSTS50078", "AADSTS50079", "AADSTS50074"],
-            "multi-factor authentication is required: sign in again with MFA",
+            "multi-factor authentication is required: sign in again with MFA (`partner-gateway login`)",
         ),
         (
             &["AADSTS65001", "AADSTS65004"],
-            "consent is missing: grant admin consent to the app registration",
+            "consent is missing: grant admin consent to the app registration, then `partner-gateway login`",
         ),
         (
             &["AADSTS7000215", "AADSTS7000222"],
@@ -704,7 +704,9 @@ fn operator_action(error: &str, description: &str) -> &'static str {
         }
     }
     match error {
-        "invalid_grant" => "the refresh token was refused: sign in again to get a new one",
+        "invalid_grant" => {
+            "the refresh token was refused: sign in again with `partner-gateway login`"
+        }
         "invalid_client" | "unauthorized_client" => {
             "the app's credentials were refused: check client id and secret"
         }

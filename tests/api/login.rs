@@ -156,7 +156,12 @@ fn stored(token_file: &Path) -> Value {
 
 /// A production gateway on the sandbox's Entra, Partner Center and caller tokens, with no
 /// refresh token but the one in `token_file`.
-async fn production_gateway_on(sandbox: &str, token_file: PathBuf, store: &Path) -> String {
+/// Its URL and its metrics URL.
+async fn production_gateway_on(
+    sandbox: &str,
+    token_file: PathBuf,
+    store: &Path,
+) -> (String, String) {
     let registration = app_registration(sandbox).await;
     let mut settings = Settings::defaults().unwrap();
     settings.mode = Mode::Production;
@@ -185,9 +190,10 @@ async fn production_gateway_on(sandbox: &str, token_file: PathBuf, store: &Path)
     settings.validate().unwrap();
     let application = Application::build(settings).await.expect("gateway builds");
     let url = application.url();
+    let metrics = application.metrics_url().unwrap();
     tokio::spawn(application.run_until_stopped());
     assert!(crate::helpers::wait_until_ready(&url, LIMIT).await);
-    url
+    (url, metrics)
 }
 
 async fn post_education(gateway: &str, sandbox: &str) -> reqwest::Response {
@@ -244,7 +250,7 @@ async fn login_with_a_device_code_mends_a_running_gateway_without_a_restart() {
             &CredentialRecord::default(),
         )
         .unwrap();
-    let gateway = production_gateway_on(&sandbox, token_file.clone(), dir.path()).await;
+    let (gateway, metrics) = production_gateway_on(&sandbox, token_file.clone(), dir.path()).await;
     let refused = post_education(&gateway, &sandbox).await;
     assert_eq!(refused.status(), 503);
     let problem: Value = refused.json().await.unwrap();
@@ -322,6 +328,15 @@ async fn login_with_a_device_code_mends_a_running_gateway_without_a_restart() {
         health.get("user").is_none(),
         "/readyz names no one: {health}"
     );
+    let scraped = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    for series in [
+        r#"partner_gateway_partner_token_status{state="usable"} 1"#,
+        r#"partner_gateway_partner_token_status{state="unusable"} 0"#,
+        "partner_gateway_partner_refresh_token_days_left 90",
+        "partner_gateway_partner_token_mfa 1",
+    ] {
+        assert!(scraped.contains(series), "{series} in {scraped}");
+    }
     let rotated = stored(&token_file);
     assert_ne!(
         rotated["refresh_token"], record["refresh_token"],
@@ -413,7 +428,7 @@ async fn login_in_a_browser_with_pkce_stores_a_token_a_production_gateway_serves
     );
     assert_eq!(stored(&token_file)["signed_in_with"], "browser");
 
-    let gateway = production_gateway_on(&sandbox, token_file.clone(), dir.path()).await;
+    let (gateway, _) = production_gateway_on(&sandbox, token_file.clone(), dir.path()).await;
     assert_eq!(post_education(&gateway, &sandbox).await.status(), 202);
     assert_eq!(readyz_partner_token(&gateway).await["source"], "file");
 }

@@ -194,7 +194,7 @@ async fn a_refused_refresh_token_is_a_503_and_partner_center_is_not_called() {
         problem["detail"]
             .as_str()
             .unwrap()
-            .contains("the refresh token expired (unused too long): sign in again"),
+            .contains("the refresh token expired (unused too long): sign in again with `partner-gateway login`"),
         "{problem}"
     );
 }
