@@ -324,6 +324,9 @@ impl Store {
     }
 
     /// Partner Center's answer to the POST, and the notifications it calls for, at once.
+    /// On SQLite it returns once queued (written behind the caller's answer; reads of the
+    /// history wait for it); on PostgreSQL once committed, since the caller's next read may
+    /// go to another replica.
     pub async fn record_outcome(
         &self,
         id: Uuid,
@@ -332,7 +335,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         if let Some(writer) = &self.writer {
             return writer
-                .write(Write::Outcome {
+                .write_behind(Write::Outcome {
                     id,
                     outcome: outcome.clone(),
                     notification: notification.map(|(e, p)| (e.to_owned(), p.to_owned())),
@@ -345,12 +348,22 @@ impl Store {
         Ok(())
     }
 
+    /// Waits for the outcomes written behind their answers (SQLite), so a read of the
+    /// history sees what its caller was told.
+    async fn settled(&self) -> Result<(), StoreError> {
+        match &self.writer {
+            Some(writer) => writer.barrier().await,
+            None => Ok(()),
+        }
+    }
+
     /// One request with its timeline; `caller_app` limits it to that app's requests.
     pub async fn request(
         &self,
         id: &str,
         caller_app: Option<&str>,
     ) -> Result<Option<StoredRequest>, StoreError> {
+        self.settled().await?;
         let row = sqlx::query(&format!(
             "SELECT {REQUEST_COLUMNS} FROM qualification_requests WHERE id = $1 AND ($2 IS NULL OR caller_app = $2)"
         ))
@@ -381,6 +394,7 @@ impl Store {
 
     /// Newest first, a page at a time.
     pub async fn requests(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.settled().await?;
         let (before_ms, before_id) = match &query.before {
             Some((ms, id)) => (Some(*ms), Some(id.as_str())),
             None => (None, None),

@@ -1,8 +1,10 @@
 //! Group commit for SQLite: the request path's writes (a request submitted, its outcome) go
 //! to one task holding a connection of its own, which commits whatever has queued up in one
 //! transaction. SQLite has one writer at a time anyway; a burst of requests then shares one
-//! BEGIN and one COMMIT instead of queueing for a pooled connection each. Every caller still
-//! waits for the commit that holds its write.
+//! BEGIN and one COMMIT instead of queueing for a pooled connection each. A request's
+//! submission is waited for (nothing goes to Partner Center unrecorded); its outcome is
+//! written behind the answer, and reads of the history wait behind a barrier for every
+//! write queued before them, so a caller still reads what it was answered.
 
 use sqlx::{AnyConnection, Connection, Executor};
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +29,8 @@ pub(super) enum Write {
         outcome: RequestOutcome,
         notification: Option<(String, String)>,
     },
+    /// No statement: answered once everything queued before it has committed.
+    Barrier,
 }
 
 impl Write {
@@ -70,6 +74,20 @@ impl Writer {
         committed.await.map_err(|_| stopped())?
     }
 
+    /// Queues `write` without waiting for its commit; a failure is logged by the task.
+    pub(super) async fn write_behind(&self, write: Write) -> Result<(), StoreError> {
+        let (done, _not_waited_for) = oneshot::channel();
+        self.jobs
+            .send(Some((write, done)))
+            .await
+            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))
+    }
+
+    /// Resolves once every write queued before it has committed (or failed).
+    pub(super) async fn barrier(&self) -> Result<(), StoreError> {
+        self.write(Write::Barrier).await
+    }
+
     /// Ends the task after what is queued; its connection closes.
     pub(super) async fn stop(&self) {
         let _ = self.jobs.send(None).await;
@@ -95,9 +113,15 @@ async fn run(mut connection: AnyConnection, mut queue: mpsc::Receiver<Option<Job
                 Err(_) => break,
             }
         }
-        let writes: Vec<&Write> = batch.iter().map(|(write, _)| write).collect();
+        let writes: Vec<&Write> = batch
+            .iter()
+            .map(|(write, _)| write)
+            .filter(|write| !matches!(write, Write::Barrier))
+            .collect();
         // Notifications read the subscriptions first: those batches go statement by statement.
-        let together = if writes.iter().any(|w| w.notifies()) {
+        let together = if writes.is_empty() {
+            Ok(())
+        } else if writes.iter().any(|w| w.notifies()) {
             commit_together(&mut connection, &writes).await
         } else {
             commit_in_one_call(&mut connection, &writes).await
@@ -105,9 +129,15 @@ async fn run(mut connection: AnyConnection, mut queue: mpsc::Receiver<Option<Job
         for (write, done) in batch.drain(..) {
             let result = match &together {
                 Ok(()) => Ok(()),
+                Err(_) if matches!(write, Write::Barrier) => Ok(()),
                 // One bad write must not fail the others: each again, alone.
                 Err(_) => commit_together(&mut connection, &[&write]).await,
             };
+            if let Err(error) = &result
+                && done.is_closed()
+            {
+                tracing::error!(%error, "a request's outcome written behind its answer could not be stored; the vetting watch will record it");
+            }
             let _ = done.send(result.map_err(StoreError::from));
         }
     }
@@ -128,6 +158,7 @@ async fn commit_in_one_call(
         let (statements, arguments) = match write {
             Write::Submitted { .. } => (SUBMIT_IN_ONE, SUBMIT_ARGUMENTS),
             Write::Outcome { .. } => (SETTLE_IN_ONE, SETTLE_ARGUMENTS),
+            Write::Barrier => continue,
         };
         renumber_into(&mut sql, statements, offset);
         sql.push_str("; ");
@@ -144,6 +175,7 @@ async fn commit_in_one_call(
                 first_poll_ms,
             } => bind_submission(query, request, now, Some(*first_poll_ms)),
             Write::Outcome { id, outcome, .. } => bind_settlement(query, *id, outcome, now),
+            Write::Barrier => query,
         };
     }
     if let Err(error) = query.execute(&mut *connection).await {
@@ -190,6 +222,7 @@ async fn commit_together(
                     let notification = notification.as_ref().map(|(e, p)| (e.as_str(), p.as_str()));
                     settle(&mut *connection, *id, outcome, notification, true).await?
                 }
+                Write::Barrier => {}
             }
         }
         Ok::<(), sqlx::Error>(())

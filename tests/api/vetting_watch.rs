@@ -435,3 +435,72 @@ async fn a_restart_mid_watch_loses_nothing_and_resumes() {
     assert_eq!(delivered["data"]["requestId"], id.as_str());
     drop(store_dir);
 }
+
+/// The outcome is written behind the answer (the caller does not wait for its commit), yet a
+/// read of the history waits for it: here SQLite's write lock is held by someone else from
+/// before Partner Center answers until after the GET is sent.
+#[tokio::test]
+async fn the_outcome_is_written_behind_the_answer_and_a_read_waits_for_it() {
+    use sqlx::{Connection, Executor};
+    // One read connection, opened before the lock (opening one waits for SQLite's lock), and
+    // no watcher to hold it while it waits for the lock itself.
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            settings.store.max_connections = 1;
+            settings.watch.enabled = false;
+        })),
+        ..TestOptions::default()
+    })
+    .await;
+    app.mount_token_endpoint(PC_TOKEN, 1).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"qualification": "Education", "vettingStatus": "InReview"}))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .expect(1)
+        .mount(&app.partner_center)
+        .await;
+    let writer = app.writer_token();
+    let (status, _) = get_json(&app, "/v1/qualification-requests", &writer).await;
+    assert_eq!(status, 200);
+    let posting = {
+        let (app_url, token) = (app.url.clone(), writer.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{app_url}/v1/customers/{CUSTOMER}/qualifications"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(EDUCATION)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    crate::helpers::wait_for_requests(&app.partner_center, 1).await;
+    let database = app.store_dir.path().join("store.db");
+    let mut lock =
+        sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}", database.display()))
+            .await
+            .unwrap();
+    lock.execute("BEGIN IMMEDIATE").await.unwrap();
+
+    let posted = posting.await.unwrap();
+    assert_eq!(
+        posted.status(),
+        202,
+        "answered while the outcome cannot be written yet"
+    );
+    let location = posted.headers()["location"].to_str().unwrap().to_owned();
+    let reading = {
+        let request = app.get_request(&location, Some(&writer));
+        tokio::spawn(async move { request.send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.execute("ROLLBACK").await.unwrap();
+    let record: Value = reading.await.unwrap().json().await.unwrap();
+    assert_eq!(record["status"], "InReview", "{record}");
+    assert_eq!(statuses(&record), ["Submitted", "InReview"]);
+}
