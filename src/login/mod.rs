@@ -93,6 +93,14 @@ pub async fn login(mut settings: Settings, options: LoginOptions) -> anyhow::Res
         rotated_at: Some(now),
         ..verified.record
     };
+    if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(directory)
+            .with_context(|| format!("cannot create {}", directory.display()))?;
+    }
     RefreshTokenFile::new(path.clone(), token.refresh_token.as_ref())
         .save(&verified.refresh_token, &record)
         .await

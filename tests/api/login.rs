@@ -363,7 +363,8 @@ async fn login_with_a_device_code_mends_a_running_gateway_without_a_restart() {
 async fn login_in_a_browser_with_pkce_stores_a_token_a_production_gateway_serves_with() {
     let (sandbox, http) = sandbox(900).await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("refresh-token");
+    // Its directory is made for it, private.
+    let token_file = dir.path().join("state").join("refresh-token");
     let mut login = Login::start(&sandbox, &token_file, &["--browser"]);
     let authorize = login
         .instruction(|line| {
@@ -427,6 +428,12 @@ async fn login_in_a_browser_with_pkce_stores_a_token_a_production_gateway_serves
         "{report}"
     );
     assert_eq!(stored(&token_file)["signed_in_with"], "browser");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(token_file.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
 
     let (gateway, _) = production_gateway_on(&sandbox, token_file.clone(), dir.path()).await;
     assert_eq!(post_education(&gateway, &sandbox).await.status(), 202);
