@@ -145,8 +145,8 @@ fn random_url_safe(bytes: usize) -> anyhow::Result<String> {
     Ok(URL_SAFE_NO_PAD.encode(buffer))
 }
 
-/// PKCE's S256 challenge for the verifier.
-fn code_challenge(verifier: &str) -> String {
+/// PKCE's S256 challenge for the verifier (the sandbox's Entra checks with it too).
+pub fn code_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref())
 }
 

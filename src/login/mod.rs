@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::partner_center::TokenProvider;
 use crate::partner_center::credential::{CredentialRecord, RefreshTokenFile, unix_now};
 
+pub use browser::code_challenge;
 pub use status::{print_status, token_status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

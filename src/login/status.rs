@@ -4,37 +4,16 @@
 //! unknown age, 2 unusable.
 
 use crate::configuration::Settings;
-use crate::partner_center::credential::{
-    CredentialHealth, CredentialRecord, CredentialSource, RefreshTokenFile, unix_now,
-};
+use crate::metrics::Metrics;
+use crate::partner_center::TokenProvider;
+use crate::partner_center::credential::CredentialHealth;
 
+/// The credential as the gateway would load it at start (the file in preference to the
+/// setting), with no request to Entra.
 pub fn token_status(settings: &Settings) -> anyhow::Result<CredentialHealth> {
-    let token = &settings.partner_token;
-    let stored = match token
-        .refresh_token_file
-        .as_ref()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        Some(path) => RefreshTokenFile::new(path.clone(), token.refresh_token.as_ref())
-            .load()?
-            .map(|(_, record)| (CredentialSource::File(path.clone()), record)),
-        None => None,
-    };
-    let configured = token
-        .refresh_token
-        .as_ref()
-        .is_some_and(|t| !secrecy::ExposeSecret::expose_secret(t).trim().is_empty());
-    let (source, record) = stored.unwrap_or(if configured {
-        (CredentialSource::Setting, CredentialRecord::default())
-    } else {
-        (CredentialSource::None, CredentialRecord::default())
-    });
-    Ok(CredentialHealth::assess(
-        source,
-        record,
-        token.warn_days,
-        unix_now(),
-    ))
+    let (metrics, _) = Metrics::new();
+    let tokens = TokenProvider::new(reqwest::Client::new(), &settings.partner_token, metrics)?;
+    Ok(tokens.health(settings.partner_token.warn_days))
 }
 
 /// Prints the health (as JSON with `json`) and returns the exit code.

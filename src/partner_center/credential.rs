@@ -449,11 +449,10 @@ fn fingerprint(token: Option<&SecretString>) -> String {
     token
         .filter(|t| !t.expose_secret().trim().is_empty())
         .map(|t| {
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.expose_secret().as_bytes())
-                .as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
+            crate::idempotency::hex(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.expose_secret().as_bytes())
+                    .as_ref(),
+            )
         })
         .unwrap_or_default()
 }

@@ -132,8 +132,6 @@ pub struct TokenProvider {
     expiry_margin: Duration,
     cache: Cache<(), Arc<AccessToken>>,
     store: Option<RefreshTokenFile>,
-    /// The configured token was there at start (for the record's `source`).
-    configured: bool,
     public_client: bool,
     refreshing_ahead: AtomicBool,
     /// Every token request goes through here: one at a time, so two never redeem the same
@@ -219,10 +217,6 @@ impl TokenProvider {
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret_to_send().cloned(),
             public_client: settings.client_type == crate::configuration::ClientType::Public,
-            configured: settings
-                .refresh_token
-                .as_ref()
-                .is_some_and(|t| !t.expose_secret().trim().is_empty()),
             refresh_token: RwLock::new(refresh_token),
             resource: settings.resource.clone(),
             scope: settings.scope.clone(),
@@ -277,8 +271,6 @@ impl TokenProvider {
         let source = match (&self.store, lifetimes.from_file) {
             _ if !self.has_refresh_token() => CredentialSource::None,
             (Some(store), true) => CredentialSource::File(store.path.clone()),
-            _ if self.configured => CredentialSource::Setting,
-            // Rotated in memory only, from a token given in code.
             _ => CredentialSource::Setting,
         };
         CredentialHealth::assess(source, lifetimes.credential.clone(), warn_days, unix_now())

@@ -5,9 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::digest;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -162,8 +159,8 @@ impl Directory {
         }))
     }
 
-    /// A new sign-in's first tokens: a family of its own.
-    fn start_family(
+    /// A new sign-in's first tokens (an approved code or device flow): a family of its own.
+    pub fn start_family(
         &self,
         signing: &SigningKey,
         sign_in: SignIn,
@@ -286,7 +283,7 @@ impl Directory {
                 "AADSTS50011: The redirect URI does not match the one the code was issued for (sandbox).",
             ));
         }
-        if s256(code_verifier) != pending.code_challenge {
+        if crate::login::code_challenge(code_verifier) != pending.code_challenge {
             return Ok(Err(
                 "AADSTS501481: The code verifier does not match the code challenge (sandbox).",
             ));
@@ -376,19 +373,4 @@ impl Directory {
             }
         }
     }
-
-    /// The tokens for an approved device flow.
-    pub fn finish_device_flow(
-        &self,
-        signing: &SigningKey,
-        sign_in: SignIn,
-        public: bool,
-    ) -> anyhow::Result<Issued> {
-        self.start_family(signing, sign_in, public)
-    }
-}
-
-/// PKCE's S256: base64url(SHA-256(verifier)).
-pub fn s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref())
 }

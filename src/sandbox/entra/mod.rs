@@ -100,7 +100,7 @@ fn token(
                 .poll_device_flow(field("device_code"), field("client_id"))
             {
                 DevicePoll::Approved { sign_in } => {
-                    match entra.finish_device_flow(&state.signing, sign_in, public) {
+                    match entra.start_family(&state.signing, sign_in, public) {
                         Ok(issued) => return granted(issued, field(audience_field), expires_in),
                         Err(error) => return server_error(&error),
                     }
