@@ -58,6 +58,11 @@ pub enum StoreError {
     /// The database could not be reached or refused the statement: a 503 for callers.
     #[error("the store is unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
+    /// SQLite's writer thread: the same, for callers.
+    #[error("the store is unavailable: {0}")]
+    Write(#[from] rusqlite::Error),
+    #[error("the store is unavailable: its writer has stopped")]
+    WriterStopped,
     #[error("cannot open the store: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -79,8 +84,8 @@ impl Store {
     ) -> anyhow::Result<Self> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let (url, backend) = match (&settings.url, &settings.path) {
-            (Some(url), _) => (url.expose_secret().to_owned(), Backend::Postgres),
+        let (url, sqlite_path) = match (&settings.url, &settings.path) {
+            (Some(url), _) => (url.expose_secret().to_owned(), None),
             (None, path) => {
                 let path: PathBuf = path
                     .clone()
@@ -95,11 +100,12 @@ impl Store {
                         )
                     })?;
                 }
-                (
-                    format!("sqlite://{}?mode=rwc", path.display()),
-                    Backend::Sqlite,
-                )
+                (format!("sqlite://{}?mode=rwc", path.display()), Some(path))
             }
+        };
+        let backend = match sqlite_path {
+            Some(_) => Backend::Sqlite,
+            None => Backend::Postgres,
         };
         let mut options = AnyPoolOptions::new()
             .max_connections(match backend {
@@ -132,14 +138,12 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the {} store: {e}", backend.as_str()))?;
-        let writer = match backend {
-            Backend::Sqlite => Some(
-                writer::Writer::start(&url)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot open the sqlite store's writer: {e}"))?,
-            ),
-            Backend::Postgres => None,
-        };
+        let writer = sqlite_path
+            .map(|path| {
+                writer::Writer::start(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot open the sqlite store's writer: {e}"))
+            })
+            .transpose()?;
         Ok(Self {
             pool,
             backend,
@@ -227,6 +231,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((mode.as_str(), synchronous), ("wal", 1));
+        store.close().await;
+    }
+
+    /// The request path's writer leaves checkpoints to a thread of its own: what it commits
+    /// reaches the database file without the writer ever stopping for it.
+    #[tokio::test]
+    async fn committed_writes_are_checkpointed_into_the_database_file_off_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("store.db");
+        let settings = StoreSettings {
+            path: Some(database.clone()),
+            url: None,
+            max_connections: 4,
+            acquire_timeout_ms: 1_000,
+        };
+        let store = Store::open(&settings, None).await.unwrap();
+        let size = || std::fs::metadata(&database).unwrap().len();
+        let before = size();
+        for n in 0..200 {
+            let request = NewRequest {
+                id: uuid::Uuid::now_v7(),
+                caller_issuer: "https://issuer.example".into(),
+                caller_subject: format!("subject-{n}"),
+                caller_app: "app".into(),
+                customer_id: uuid::Uuid::new_v4().to_string(),
+                qualification: "StateOwnedEntity".into(),
+                education_segment: None,
+                website: None,
+                validation_code_masked: None,
+                ms_request_id: uuid::Uuid::new_v4().to_string(),
+                correlation_id: uuid::Uuid::new_v4().to_string(),
+            };
+            store.record_submitted(&request, 0).await.unwrap();
+        }
+        // Far below the writer's own threshold: only the checkpoint thread moves these pages.
+        let mut checkpointed = false;
+        for _ in 0..100 {
+            if size() > before + 64 * 1024 {
+                checkpointed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(checkpointed, "the database file stayed at {} bytes", size());
         store.close().await;
     }
 }

@@ -127,7 +127,9 @@ impl NewRequest {
             QualificationRequest::StateOwnedEntity => (None, None, None),
         };
         Self {
-            id: Uuid::new_v4(),
+            // Time-ordered (RFC 9562 v7): each new key lands at the end of the primary-key
+            // and timeline indexes, a page SQLite already holds, not on a random page of them.
+            id: Uuid::now_v7(),
             caller_issuer: caller.issuer.to_string(),
             caller_subject: caller.subject.to_string(),
             caller_app: caller.owning_app(),
@@ -318,7 +320,7 @@ impl Store {
                 .await;
         }
         let mut tx = self.write().await?;
-        submit(&mut tx, request, first_poll_ms, false).await?;
+        submit(&mut tx, request, first_poll_ms).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -343,7 +345,7 @@ impl Store {
                 .await;
         }
         let mut tx = self.write().await?;
-        settle(&mut tx, id, outcome, notification, false).await?;
+        settle(&mut tx, id, outcome, notification).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -429,74 +431,31 @@ impl Store {
     }
 }
 
-const INSERT_REQUEST: &str = "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
+// The request path's statements, shared by the pool's path (PostgreSQL, and SQLite's other
+// writers) and SQLite's writer thread, which renumbers the `$n`.
+
+pub(super) const INSERT_REQUEST: &str = "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
      qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
      status, status_reason, http_status, created_ms, updated_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Submitted', NULL, NULL, $12, $12)";
 
-/// SQLite runs several statements in one call, sharing the numbered arguments: the request
-/// path's writes are then one round trip to the connection's thread instead of three.
-pub(super) const SUBMIT_IN_ONE: &str = concat!(
-    "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
-     qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
-     status, status_reason, http_status, created_ms, updated_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'Submitted', NULL, NULL, $12, $12); ",
-    "INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
-     VALUES ($1, 1, 'Submitted', NULL, $12); ",
-    "INSERT INTO watches (customer_id, polls, next_poll_ms, lease_owner, lease_until_ms, created_ms) \
-     VALUES ($5, 0, $13, NULL, 0, $12) \
-     ON CONFLICT (customer_id) DO UPDATE SET polls = 0, next_poll_ms = excluded.next_poll_ms"
-);
+/// The next event of request `$1`: status `$2`, reason `$3`, at `$4`.
+pub(super) const INSERT_EVENT: &str = "INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
+     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM qualification_request_events WHERE request_id = $1";
 
-const SETTLE_REQUEST: &str = "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, \
+pub(super) const SETTLE_REQUEST: &str = "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, \
      updated_ms = $4 WHERE id = $5";
 
-pub(super) const SETTLE_IN_ONE: &str = concat!(
-    "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, \
-     updated_ms = $4 WHERE id = $5; ",
-    "INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
-     SELECT $5, COALESCE(MAX(seq), 0) + 1, $1, $2, $4 FROM qualification_request_events WHERE request_id = $5"
-);
+pub(super) const CALLER_APP: &str = "SELECT caller_app FROM qualification_requests WHERE id = $1";
 
-/// The statements of [`Store::record_submitted`], inside the caller's transaction; in one
-/// call when `one_call` (SQLite), else one by one (PostgreSQL prepares one statement a time).
+/// The statements of [`Store::record_submitted`], inside the caller's transaction.
 pub(super) async fn submit(
     conn: &mut AnyConnection,
     request: &NewRequest,
     first_poll_ms: i64,
-    one_call: bool,
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    if one_call {
-        bind_submission(
-            sqlx::query(SUBMIT_IN_ONE),
-            request,
-            now,
-            Some(first_poll_ms),
-        )
-        .execute(&mut *conn)
-        .await?;
-        return Ok(());
-    }
-    bind_submission(sqlx::query(INSERT_REQUEST), request, now, None)
-        .execute(&mut *conn)
-        .await?;
-    insert_event(conn, &request.id.to_string(), "Submitted", None, now).await?;
-    super::watch::schedule_customer(conn, &request.customer_id, first_poll_ms, now).await
-}
-
-pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
-/// The arguments of [`SUBMIT_IN_ONE`] (and, without the first poll, of `INSERT_REQUEST`).
-pub(super) const SUBMIT_ARGUMENTS: usize = 13;
-
-pub(super) fn bind_submission<'q>(
-    query: AnyQuery<'q>,
-    request: &'q NewRequest,
-    now: i64,
-    first_poll_ms: Option<i64>,
-) -> AnyQuery<'q> {
-    let query = query
+    sqlx::query(INSERT_REQUEST)
         .bind(request.id.to_string())
         .bind(&request.caller_issuer)
         .bind(&request.caller_subject)
@@ -508,28 +467,11 @@ pub(super) fn bind_submission<'q>(
         .bind(&request.validation_code_masked)
         .bind(&request.ms_request_id)
         .bind(&request.correlation_id)
-        .bind(now);
-    match first_poll_ms {
-        Some(at) => query.bind(at),
-        None => query,
-    }
-}
-
-/// The arguments of [`SETTLE_IN_ONE`] and `SETTLE_REQUEST`.
-pub(super) const SETTLE_ARGUMENTS: usize = 5;
-
-pub(super) fn bind_settlement<'q>(
-    query: AnyQuery<'q>,
-    id: Uuid,
-    outcome: &'q RequestOutcome,
-    now: i64,
-) -> AnyQuery<'q> {
-    query
-        .bind(outcome.status.as_str())
-        .bind(&outcome.reason)
-        .bind(outcome.http_status.map(i64::from))
         .bind(now)
-        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    insert_event(conn, &request.id.to_string(), "Submitted", None, now).await?;
+    super::watch::schedule_customer(conn, &request.customer_id, first_poll_ms, now).await
 }
 
 /// The statements of [`Store::record_outcome`], inside the caller's transaction.
@@ -538,34 +480,30 @@ pub(super) async fn settle(
     id: Uuid,
     outcome: &RequestOutcome,
     notification: Option<(&str, &str)>,
-    one_call: bool,
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
-    let query = sqlx::query(if one_call {
-        SETTLE_IN_ONE
-    } else {
-        SETTLE_REQUEST
-    });
-    bind_settlement(query, id, outcome, now)
+    let id = id.to_string();
+    sqlx::query(SETTLE_REQUEST)
+        .bind(outcome.status.as_str())
+        .bind(&outcome.reason)
+        .bind(outcome.http_status.map(i64::from))
+        .bind(now)
+        .bind(&id)
         .execute(&mut *conn)
         .await?;
-    let id = id.to_string();
-    if !one_call {
-        insert_event(
-            conn,
-            &id,
-            outcome.status.as_str(),
-            outcome.reason.as_deref(),
-            now,
-        )
-        .await?;
-    }
+    insert_event(
+        conn,
+        &id,
+        outcome.status.as_str(),
+        outcome.reason.as_deref(),
+        now,
+    )
+    .await?;
     if let Some((event_type, payload)) = notification {
-        let app: String =
-            sqlx::query_scalar("SELECT caller_app FROM qualification_requests WHERE id = $1")
-                .bind(&id)
-                .fetch_one(&mut *conn)
-                .await?;
+        let app: String = sqlx::query_scalar(CALLER_APP)
+            .bind(&id)
+            .fetch_one(&mut *conn)
+            .await?;
         super::webhooks::enqueue(conn, &app, event_type, payload, now).await?;
     }
     Ok(())
@@ -578,15 +516,12 @@ pub(super) async fn insert_event(
     reason: Option<&str>,
     at_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM qualification_request_events WHERE request_id = $1",
-    )
-    .bind(request_id)
-    .bind(status)
-    .bind(reason)
-    .bind(at_ms)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(INSERT_EVENT)
+        .bind(request_id)
+        .bind(status)
+        .bind(reason)
+        .bind(at_ms)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

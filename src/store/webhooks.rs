@@ -343,6 +343,26 @@ async fn subscriptions_where(
     .collect()
 }
 
+/// A pending delivery `$1` to subscription `$2` of app `$3`: event `$4`, body `$5`, due now (`$6`).
+pub(super) const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries (id, subscription_id, caller_app, event_type, payload, status, attempts, \
+     next_attempt_ms, retry_from_ms, lease_owner, lease_until_ms, last_status, last_error, created_ms, updated_ms, delivered_ms) \
+     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, NULL, 0, NULL, NULL, $6, $6, NULL)";
+
+/// The subscriptions of app `$1` with the events each asked for, oldest first.
+pub(super) const SUBSCRIBED_EVENTS: &str =
+    "SELECT id, events FROM webhook_subscriptions WHERE caller_app = $1 ORDER BY created_ms, id";
+
+/// Whether a subscription's stored `events` (comma-separated) include `event_type`.
+pub(super) fn subscribes(events: &str, event_type: &str) -> bool {
+    events.split(',').any(|e| e == event_type)
+}
+
+/// The ID of a delivery (and of its webhook-id header): `msg_` and 32 hex digits,
+/// time-ordered like the requests' IDs.
+pub(super) fn delivery_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}
+
 /// One delivery row per subscription of `caller_app` that asked for `event_type`.
 pub(super) async fn enqueue(
     conn: &mut sqlx::AnyConnection,
@@ -356,19 +376,15 @@ pub(super) async fn enqueue(
         if !subscription.events.iter().any(|e| e == event_type) {
             continue;
         }
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (id, subscription_id, caller_app, event_type, payload, status, attempts, \
-             next_attempt_ms, retry_from_ms, lease_owner, lease_until_ms, last_status, last_error, created_ms, updated_ms, delivered_ms) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, NULL, 0, NULL, NULL, $6, $6, NULL)",
-        )
-        .bind(format!("msg_{}", uuid::Uuid::new_v4().simple()))
-        .bind(&subscription.id)
-        .bind(caller_app)
-        .bind(event_type)
-        .bind(payload)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(INSERT_DELIVERY)
+            .bind(delivery_id())
+            .bind(&subscription.id)
+            .bind(caller_app)
+            .bind(event_type)
+            .bind(payload)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
         enqueued += 1;
     }
     Ok(enqueued)

@@ -1,23 +1,40 @@
 //! Group commit for SQLite: the request path's writes (a request submitted, its outcome) go
-//! to one task holding a connection of its own, which commits whatever has queued up in one
-//! transaction. SQLite has one writer at a time anyway; a burst of requests then shares one
-//! BEGIN and one COMMIT instead of queueing for a pooled connection each. A request's
-//! submission is waited for (nothing goes to Partner Center unrecorded); its outcome is
-//! written behind the answer, and reads of the history wait behind a barrier for every
-//! write queued before them, so a caller still reads what it was answered.
+//! straight from the handlers to one thread holding a rusqlite connection of its own, which
+//! commits whatever has queued up in one transaction, through statements it prepared once.
+//! SQLite has one writer at a time anyway; a burst of requests then shares one BEGIN and one
+//! COMMIT. (Through sqlx, each statement was a hop to its connection's thread and back, and
+//! one big batch of SQL had to be parsed anew each time: the profile's largest costs.)
+//! A request's submission is waited for (nothing goes to Partner Center unrecorded); its
+//! outcome is written behind the answer, and reads of the history wait behind a barrier for
+//! every write queued before them, so a caller still reads what it was answered.
 
-use sqlx::{AnyConnection, Connection, Executor};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::requests::{
-    NewRequest, RequestOutcome, SETTLE_ARGUMENTS, SETTLE_IN_ONE, SUBMIT_ARGUMENTS, SUBMIT_IN_ONE,
-    bind_settlement, bind_submission, settle, submit,
+    CALLER_APP, INSERT_EVENT, INSERT_REQUEST, NewRequest, RequestOutcome, SETTLE_REQUEST,
 };
+use super::watch::SCHEDULE_CUSTOMER;
+use super::webhooks::{INSERT_DELIVERY, SUBSCRIBED_EVENTS, delivery_id, subscribes};
 use super::{StoreError, now_ms};
 
 /// Writes taken into one transaction at most.
 const BATCH: usize = 128;
+
+/// How often the checkpoint thread copies committed WAL pages into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// WAL pages (4 KiB) the writer lets pile up before it checkpoints on its own: a bound on the
+/// WAL's size should the checkpoint thread fall behind, far above what it lets through.
+const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
+
+/// How long a write waits for the pool's connection (the watcher, webhooks, idempotency)
+/// to release SQLite's write lock: sqlx's own default.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) enum Write {
     Submitted {
@@ -33,18 +50,6 @@ pub(super) enum Write {
     Barrier,
 }
 
-impl Write {
-    fn notifies(&self) -> bool {
-        matches!(
-            self,
-            Self::Outcome {
-                notification: Some(_),
-                ..
-            }
-        )
-    }
-}
-
 type Job = (Write, oneshot::Sender<Result<(), StoreError>>);
 
 #[derive(Clone)]
@@ -53,34 +58,51 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the task on its own connection to `url`.
-    pub(super) async fn start(url: &str) -> Result<Self, sqlx::Error> {
-        let mut connection = AnyConnection::connect(url).await?;
-        connection.execute("PRAGMA journal_mode = WAL").await?;
-        connection.execute("PRAGMA synchronous = NORMAL").await?;
+    /// Starts the thread on its own connection to the (already migrated) database at `path`.
+    pub(super) fn start(path: &Path) -> anyhow::Result<Self> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        // As the pool's connections: readers never wait for the writer, and a commit
+        // survives a crash of the process without an fsync each.
+        connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        let checkpointer = Connection::open(path)?;
+        checkpointer.busy_timeout(BUSY_TIMEOUT)?;
+        let (stop_checkpoints, stopped) = std::sync::mpsc::channel();
+        let checkpoints = std::thread::Builder::new()
+            .name("store-checkpoint".to_owned())
+            .spawn(move || checkpoint(&checkpointer, &stopped))?;
         let (jobs, queue) = mpsc::channel(4 * BATCH);
-        tokio::spawn(run(connection, queue));
+        std::thread::Builder::new()
+            .name("store-writer".to_owned())
+            .spawn(move || {
+                run(connection, queue, || {
+                    drop(stop_checkpoints);
+                    let _ = checkpoints.join();
+                })
+            })?;
         Ok(Self { jobs })
     }
 
     /// Queues `write` and waits for the commit that holds it.
     pub(super) async fn write(&self, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
-        let stopped = || StoreError::Unavailable(sqlx::Error::PoolClosed);
         self.jobs
             .send(Some((write, done)))
             .await
-            .map_err(|_| stopped())?;
-        committed.await.map_err(|_| stopped())?
+            .map_err(|_| StoreError::WriterStopped)?;
+        committed.await.map_err(|_| StoreError::WriterStopped)?
     }
 
-    /// Queues `write` without waiting for its commit; a failure is logged by the task.
+    /// Queues `write` without waiting for its commit; a failure is logged by the thread.
     pub(super) async fn write_behind(&self, write: Write) -> Result<(), StoreError> {
         let (done, _not_waited_for) = oneshot::channel();
         self.jobs
             .send(Some((write, done)))
             .await
-            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))
+            .map_err(|_| StoreError::WriterStopped)
     }
 
     /// Resolves once every write queued before it has committed (or failed).
@@ -88,18 +110,19 @@ impl Writer {
         self.write(Write::Barrier).await
     }
 
-    /// Ends the task after what is queued; its connection closes.
+    /// Ends the thread after what is queued; its connection closes before this returns.
     pub(super) async fn stop(&self) {
         let _ = self.jobs.send(None).await;
         self.jobs.closed().await;
     }
 }
 
-async fn run(mut connection: AnyConnection, mut queue: mpsc::Receiver<Option<Job>>) {
+/// Commits what is queued until told to stop or every sender is gone; then `stopped`.
+fn run(mut connection: Connection, mut queue: mpsc::Receiver<Option<Job>>, stopped: impl FnOnce()) {
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     let mut stopping = false;
     while !stopping {
-        match queue.recv().await {
+        match queue.blocking_recv() {
             Some(Some(job)) => batch.push(job),
             Some(None) | None => break,
         }
@@ -113,25 +136,12 @@ async fn run(mut connection: AnyConnection, mut queue: mpsc::Receiver<Option<Job
                 Err(_) => break,
             }
         }
-        let writes: Vec<&Write> = batch
-            .iter()
-            .map(|(write, _)| write)
-            .filter(|write| !matches!(write, Write::Barrier))
-            .collect();
-        // Notifications read the subscriptions first: those batches go statement by statement.
-        let together = if writes.is_empty() {
-            Ok(())
-        } else if writes.iter().any(|w| w.notifies()) {
-            commit_together(&mut connection, &writes).await
-        } else {
-            commit_in_one_call(&mut connection, &writes).await
-        };
+        let together = commit(&mut connection, batch.iter().map(|(write, _)| write));
         for (write, done) in batch.drain(..) {
             let result = match &together {
                 Ok(()) => Ok(()),
-                Err(_) if matches!(write, Write::Barrier) => Ok(()),
                 // One bad write must not fail the others: each again, alone.
-                Err(_) => commit_together(&mut connection, &[&write]).await,
+                Err(_) => commit(&mut connection, [&write]),
             };
             if let Err(error) = &result
                 && done.is_closed()
@@ -141,112 +151,137 @@ async fn run(mut connection: AnyConnection, mut queue: mpsc::Receiver<Option<Job
             let _ = done.send(result.map_err(StoreError::from));
         }
     }
-    queue.close();
-    let _ = connection.close().await;
+    // The checkpoints end and the connection closes before the queue does, so that `stop`
+    // returns with the database released.
+    stopped();
+    drop(connection);
+    drop(queue);
 }
 
-/// The whole batch in one call to the connection's thread: BEGIN, every write's statements
-/// (each write's arguments numbered after the one before), COMMIT. Calls to that thread, not
-/// SQLite itself, were the cost of a write.
-async fn commit_in_one_call(
-    connection: &mut AnyConnection,
-    writes: &[&Write],
-) -> Result<(), sqlx::Error> {
-    let mut sql = String::from("BEGIN IMMEDIATE; ");
-    let mut offset = 0;
-    for write in writes {
-        let (statements, arguments) = match write {
-            Write::Submitted { .. } => (SUBMIT_IN_ONE, SUBMIT_ARGUMENTS),
-            Write::Outcome { .. } => (SETTLE_IN_ONE, SETTLE_ARGUMENTS),
-            Write::Barrier => continue,
-        };
-        renumber_into(&mut sql, statements, offset);
-        sql.push_str("; ");
-        offset += arguments;
+/// Copies committed WAL pages into the database every [`CHECKPOINT_EVERY`] until `stop`'s
+/// sender is dropped. PASSIVE neither waits for the writer nor holds it up, so a
+/// checkpoint's page copies and fsyncs stay off the request path's commits.
+fn checkpoint(connection: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "cannot checkpoint the store's WAL; the next try is in 250 ms");
+        }
     }
-    sql.push_str("COMMIT");
+}
+
+/// `writes` in one transaction; nothing at all for barriers alone.
+fn commit<'a>(
+    connection: &mut Connection,
+    writes: impl IntoIterator<Item = &'a Write>,
+) -> rusqlite::Result<()> {
+    let mut writes = writes
+        .into_iter()
+        .filter(|write| !matches!(write, Write::Barrier))
+        .peekable();
+    if writes.peek().is_none() {
+        return Ok(());
+    }
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = now_ms();
-    // Each batch's text is new: not worth a place in the prepared-statement cache.
-    let mut query = sqlx::query(&sql).persistent(false);
     for write in writes {
-        query = match write {
-            Write::Submitted {
-                request,
-                first_poll_ms,
-            } => bind_submission(query, request, now, Some(*first_poll_ms)),
-            Write::Outcome { id, outcome, .. } => bind_settlement(query, *id, outcome, now),
-            Write::Barrier => query,
-        };
+        apply(&transaction, write, now)?;
     }
-    if let Err(error) = query.execute(&mut *connection).await {
-        let _ = connection.execute("ROLLBACK").await;
-        return Err(error);
+    // Dropped without a commit, a transaction rolls back.
+    transaction.commit()
+}
+
+/// The statements the pool's path runs for the same write (they are shared), here with the
+/// arguments numbered the way SQLite reads them.
+fn apply(db: &Connection, write: &Write, now: i64) -> rusqlite::Result<()> {
+    match write {
+        Write::Submitted {
+            request,
+            first_poll_ms,
+        } => {
+            let id = request.id.to_string();
+            prepare(db, INSERT_REQUEST)?.execute(params![
+                id,
+                request.caller_issuer,
+                request.caller_subject,
+                request.caller_app,
+                request.customer_id,
+                request.qualification,
+                request.education_segment,
+                request.website,
+                request.validation_code_masked,
+                request.ms_request_id,
+                request.correlation_id,
+                now,
+            ])?;
+            prepare(db, INSERT_EVENT)?.execute(params![id, "Submitted", None::<&str>, now])?;
+            prepare(db, SCHEDULE_CUSTOMER)?.execute(params![
+                request.customer_id,
+                first_poll_ms,
+                now
+            ])?;
+        }
+        Write::Outcome {
+            id,
+            outcome,
+            notification,
+        } => {
+            let id = id.to_string();
+            let status = outcome.status.as_str();
+            prepare(db, SETTLE_REQUEST)?.execute(params![
+                status,
+                outcome.reason,
+                outcome.http_status,
+                now,
+                id
+            ])?;
+            prepare(db, INSERT_EVENT)?.execute(params![id, status, outcome.reason, now])?;
+            if let Some((event_type, payload)) = notification {
+                let app: String = prepare(db, CALLER_APP)?.query_row([&id], |row| row.get(0))?;
+                let subscriptions = prepare(db, SUBSCRIBED_EVENTS)?
+                    .query_map([&app], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                for (subscription, _) in subscriptions
+                    .iter()
+                    .filter(|(_, events)| subscribes(events, event_type))
+                {
+                    prepare(db, INSERT_DELIVERY)?.execute(params![
+                        delivery_id(),
+                        subscription,
+                        app,
+                        event_type,
+                        payload,
+                        now
+                    ])?;
+                }
+            }
+        }
+        Write::Barrier => {}
     }
     Ok(())
 }
 
-/// Appends `statements` with every `$n` moved to `$(n + offset)`.
-fn renumber_into(sql: &mut String, statements: &str, offset: usize) {
-    let mut rest = statements;
-    while let Some(at) = rest.find('$') {
-        sql.push_str(&rest[..at]);
-        let digits = rest[at + 1..]
-            .find(|c: char| !c.is_ascii_digit())
-            .map_or(rest.len() - at - 1, |end| end);
-        sql.push('$');
-        if let Ok(number) = rest[at + 1..at + 1 + digits].parse::<usize>() {
-            sql.push_str(&(number + offset).to_string());
-        }
-        rest = &rest[at + 1 + digits..];
-    }
-    sql.push_str(rest);
-}
-
-async fn commit_together(
-    connection: &mut AnyConnection,
-    writes: &[&Write],
-) -> Result<(), sqlx::Error> {
-    connection.execute("BEGIN IMMEDIATE").await?;
-    let applied = async {
-        for write in writes {
-            match write {
-                Write::Submitted {
-                    request,
-                    first_poll_ms,
-                } => submit(&mut *connection, request, *first_poll_ms, true).await?,
-                Write::Outcome {
-                    id,
-                    outcome,
-                    notification,
-                } => {
-                    let notification = notification.as_ref().map(|(e, p)| (e.as_str(), p.as_str()));
-                    settle(&mut *connection, *id, outcome, notification, true).await?
-                }
-                Write::Barrier => {}
-            }
-        }
-        Ok::<(), sqlx::Error>(())
-    }
-    .await;
-    match applied {
-        Ok(()) => connection.execute("COMMIT").await.map(|_| ()),
-        Err(error) => {
-            let _ = connection.execute("ROLLBACK").await;
-            Err(error)
-        }
-    }
+/// The shared statements number their arguments `$n`, as PostgreSQL does (and sqlx's SQLite
+/// driver reads them so); SQLite itself takes `$n` for a name, numbered by first appearance,
+/// and `?n` for the number n. The connection's cache keeps each prepared.
+fn prepare<'db>(
+    db: &'db Connection,
+    sql: &str,
+) -> rusqlite::Result<rusqlite::CachedStatement<'db>> {
+    db.prepare_cached(&sql.replace('$', "?"))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn arguments_are_numbered_on_from_the_offset() {
-        let mut sql = String::new();
-        super::renumber_into(
-            &mut sql,
-            "INSERT INTO t VALUES ($1, $12, 'a$'); SELECT $3",
-            13,
-        );
-        assert_eq!(sql, "INSERT INTO t VALUES ($14, $25, 'a$'); SELECT $16");
+    fn arguments_keep_their_numbers_whatever_their_order() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        let (a, b): (i64, i64) = super::prepare(&db, "SELECT $2 - $1, $1")
+            .unwrap()
+            .query_row([10, 3], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap();
+        assert_eq!((a, b), (-7, 10));
     }
 }

@@ -49,6 +49,65 @@ fn statuses(record: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// Partner Center answers the one Education POST for `CUSTOMER` with `vetting_status`,
+/// `delay` later.
+async fn partner_center_answers_the_post(app: &TestApp, vetting_status: &str, delay: Duration) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(
+                    json!({"qualification": "Education", "vettingStatus": vetting_status}),
+                )
+                .set_delay(delay),
+        )
+        .expect(1)
+        .mount(&app.partner_center)
+        .await;
+}
+
+/// Posts the Education request for `CUSTOMER`: the ID of the 202.
+async fn accepted_id(app: &TestApp, token: &str) -> String {
+    let posted = app
+        .post_qualification(CUSTOMER, EDUCATION, Some(token))
+        .await;
+    assert_eq!(posted.status(), 202);
+    posted.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The app's first delivered webhook message (bounded wait).
+async fn first_delivered(app: &TestApp, token: &str) -> Value {
+    eventually(Duration::from_secs(15), || async {
+        let (_, page) = get_json(app, "/v1/webhook-deliveries?status=delivered", token).await;
+        page["items"]
+            .as_array()
+            .and_then(|items| items.first().cloned())
+    })
+    .await
+    .expect("a delivery succeeds")
+}
+
+/// The event `received` carries, once its Standard Webhooks signature checks out.
+fn signed_event(secret: &str, received: &wiremock::Request) -> Value {
+    let header = |name: &str| received.headers[name].to_str().unwrap().to_owned();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert_eq!(
+        verify(
+            secret,
+            &header("webhook-id"),
+            &header("webhook-timestamp"),
+            &header("webhook-signature"),
+            &received.body,
+            now
+        ),
+        Verdict::Valid
+    );
+    serde_json::from_slice(&received.body).unwrap()
+}
+
 #[tokio::test]
 async fn a_request_is_recorded_with_its_timeline_and_seen_by_its_own_app_only() {
     let app = spawn_app_with(TestOptions::default()).await;
@@ -195,25 +254,11 @@ async fn an_approval_is_polled_once_and_a_receiver_failing_three_times_gets_one_
     )
     .await;
 
-    let posted = app
-        .post_qualification(CUSTOMER, EDUCATION, Some(&writer))
-        .await;
-    assert_eq!(posted.status(), 202);
-    let id = posted.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = accepted_id(&app, &writer).await;
     let record = record_once(&app, &writer, &id, "Approved").await;
     assert_eq!(statuses(&record), ["Submitted", "InReview", "Approved"]);
 
-    let delivered = eventually(Duration::from_secs(15), || async {
-        let (_, page) = get_json(&app, "/v1/webhook-deliveries?status=delivered", &writer).await;
-        page["items"]
-            .as_array()
-            .and_then(|items| items.first().cloned())
-    })
-    .await
-    .expect("the delivery succeeds in the end");
+    let delivered = first_delivered(&app, &writer).await;
     assert_eq!(delivered["attempts"], 4, "{delivered}");
     assert_eq!(delivered["subscriptionId"], subscription.as_str());
     assert_eq!(delivered["lastStatus"], 204);
@@ -227,21 +272,7 @@ async fn an_approval_is_polled_once_and_a_receiver_failing_three_times_gets_one_
             .all(|r| r.headers["webhook-id"] == webhook_id),
         "one message, retried"
     );
-    let last = received.last().unwrap();
-    let header = |name: &str| last.headers[name].to_str().unwrap().to_owned();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    assert_eq!(
-        verify(
-            &secret,
-            &header("webhook-id"),
-            &header("webhook-timestamp"),
-            &header("webhook-signature"),
-            &last.body,
-            now
-        ),
-        Verdict::Valid
-    );
-    let event: Value = serde_json::from_slice(&last.body).unwrap();
+    let event = signed_event(&secret, received.last().unwrap());
     assert_eq!(event["type"], "qualification.approved");
     assert_eq!(event["data"]["requestId"], id.as_str());
     assert_eq!(event["data"]["customerId"], CUSTOMER);
@@ -453,16 +484,7 @@ async fn the_outcome_is_written_behind_the_answer_and_a_read_waits_for_it() {
     })
     .await;
     app.mount_token_endpoint(PC_TOKEN, 1).await;
-    Mock::given(method("POST"))
-        .and(path(format!("/v1/customers/{CUSTOMER}/qualifications")))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"qualification": "Education", "vettingStatus": "InReview"}))
-                .set_delay(Duration::from_secs(2)),
-        )
-        .expect(1)
-        .mount(&app.partner_center)
-        .await;
+    partner_center_answers_the_post(&app, "InReview", Duration::from_secs(2)).await;
     let writer = app.writer_token();
     let (status, _) = get_json(&app, "/v1/qualification-requests", &writer).await;
     assert_eq!(status, 200);
@@ -503,4 +525,62 @@ async fn the_outcome_is_written_behind_the_answer_and_a_read_waits_for_it() {
     let record: Value = reading.await.unwrap().json().await.unwrap();
     assert_eq!(record["status"], "InReview", "{record}");
     assert_eq!(statuses(&record), ["Submitted", "InReview"]);
+}
+
+/// Partner Center may decide in its answer to the POST: then the request path's own write
+/// tells the subscriptions of the caller's app that asked for the event, and no other.
+#[tokio::test]
+async fn an_approval_in_the_answer_to_the_post_is_told_at_once_to_the_subscriptions_that_asked() {
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(|settings, _| {
+            fast_watch(settings);
+            // No poll could have found it: the answer to the POST did.
+            settings.watch.enabled = false;
+        })),
+        ..TestOptions::default()
+    })
+    .await;
+    app.mount_token_endpoint(PC_TOKEN, 1).await;
+    partner_center_answers_the_post(&app, "Approved", Duration::ZERO).await;
+    let (approvals, denials, other_app) = (
+        flaky_receiver(0).await,
+        flaky_receiver(0).await,
+        flaky_receiver(0).await,
+    );
+    let writer = app.writer_token();
+    let hook = |receiver: &MockServer| format!("{}/hook", receiver.uri());
+    let (subscription, secret) = subscribe(
+        &app,
+        &writer,
+        &hook(&approvals),
+        &["qualification.approved"],
+    )
+    .await;
+    subscribe(&app, &writer, &hook(&denials), &["qualification.denied"]).await;
+    let other_writer = app.token_with(&[WRITE_ROLE], json!({"azp": "another-app"}));
+    subscribe(
+        &app,
+        &other_writer,
+        &hook(&other_app),
+        &["qualification.approved"],
+    )
+    .await;
+
+    let id = accepted_id(&app, &writer).await;
+    let record = record_once(&app, &writer, &id, "Approved").await;
+    assert_eq!(statuses(&record), ["Submitted", "Approved"]);
+    let delivered = first_delivered(&app, &writer).await;
+    assert_eq!(delivered["subscriptionId"], subscription.as_str());
+
+    let received = approvals.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    let event = signed_event(&secret, &received[0]);
+    assert_eq!(event["type"], "qualification.approved");
+    assert_eq!(event["data"]["requestId"], id.as_str());
+    // Give the worker time to send what it should not have queued.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(denials.received_requests().await.unwrap().len(), 0);
+    assert_eq!(other_app.received_requests().await.unwrap().len(), 0);
+    let (_, pending) = get_json(&app, "/v1/webhook-deliveries?status=pending", &writer).await;
+    assert_eq!(pending["items"], json!([]), "{pending}");
 }
