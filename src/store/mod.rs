@@ -1,7 +1,8 @@
 //! The durable store: qualification requests and their status history, the watch schedule,
 //! webhook subscriptions, the delivery outbox and Idempotency-Key answers. One schema
-//! (`migrations/`), two backends through sqlx's Any driver: SQLite embedded (the default)
-//! and PostgreSQL, where several replicas share leases and idempotency answers.
+//! (`migrations/`), two backends through sqlx's Any driver: SQLite embedded (the default,
+//! whose request-path writes go to a rusqlite thread of their own: `writer`) and
+//! PostgreSQL, where several replicas share leases and idempotency answers.
 
 mod idempotency;
 mod requests;
