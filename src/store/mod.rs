@@ -178,6 +178,20 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+impl Store {
+    /// A SQLite store at `database`, opened as the gateway opens one.
+    pub(crate) async fn open_sqlite(database: &Path) -> Self {
+        let settings = StoreSettings {
+            path: Some(database.to_path_buf()),
+            url: None,
+            max_connections: 1,
+            acquire_timeout_ms: 1_000,
+        };
+        Self::open(&settings, None).await.unwrap()
+    }
+}
+
 /// The store keeps times as Unix milliseconds, the one type both backends share.
 pub fn now_ms() -> i64 {
     to_ms(OffsetDateTime::now_utc())
@@ -216,13 +230,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_runs_in_wal_mode_without_an_fsync_per_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = StoreSettings {
-            path: Some(dir.path().join("store.db")),
-            url: None,
-            max_connections: 4,
-            acquire_timeout_ms: 1_000,
-        };
-        let store = Store::open(&settings, None).await.unwrap();
+        let store = Store::open_sqlite(&dir.path().join("store.db")).await;
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&store.pool)
             .await
@@ -241,13 +249,7 @@ mod tests {
     async fn committed_writes_are_checkpointed_into_the_database_file_off_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("store.db");
-        let settings = StoreSettings {
-            path: Some(database.clone()),
-            url: None,
-            max_connections: 4,
-            acquire_timeout_ms: 1_000,
-        };
-        let store = Store::open(&settings, None).await.unwrap();
+        let store = Store::open_sqlite(&database).await;
         let size = || std::fs::metadata(&database).unwrap().len();
         let before = size();
         for n in 0..200 {
