@@ -824,3 +824,13 @@ fn installed_postgres() -> Option<std::path::PathBuf> {
     });
     versions.pop()
 }
+
+/// The fields a problem+json names in its `errors`, in order.
+pub fn fields_at_fault(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect()
+}

@@ -137,3 +137,22 @@ async fn concurrent_leases_never_overlap_and_a_dead_replicas_lease_is_taken_over
     assert_eq!(taken[0].customer_id, lapsing.customer_id);
     store.close().await;
 }
+
+/// The history's query is built from the filters given: on PostgreSQL too, it pages newest
+/// first with the cursor and each filter finds its own.
+#[tokio::test]
+async fn the_history_pages_and_filters_on_postgresql() {
+    let database = Postgres::start();
+    let url = database.url.clone();
+    let app = spawn_app_with(TestOptions {
+        configure: Some(Box::new(move |settings, _| {
+            settings.store.url = Some(SecretString::from(url));
+        })),
+        ..TestOptions::default()
+    })
+    .await;
+    app.mount_token_endpoint("pc-token-for-the-history", 1)
+        .await;
+    let writer = app.writer_token();
+    crate::vetting_watch::history_pages_newest_first_and_filters(&app, &writer).await;
+}

@@ -117,12 +117,7 @@ async fn a_bad_path_and_a_bad_body_are_reported_together() {
     let app = spawn_app().await;
     forbid_upstream_calls(&app).await;
     let problem = rejected_field(&app, "abc", r#"{"qualification":"Education"}"#).await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = crate::helpers::fields_at_fault(&problem);
     assert_eq!(fields, ["customerId", "educationSegment"]);
 }
 

@@ -162,40 +162,8 @@ async fn a_request_is_recorded_with_its_timeline_and_seen_by_its_own_app_only() 
 async fn history_pages_with_a_cursor_and_names_each_bad_filter() {
     let app = spawn_app_with(TestOptions::default()).await;
     app.mount_token_endpoint(PC_TOKEN, 1).await;
-    let customers: Vec<String> = (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     let writer = app.writer_token();
-    for customer in &customers {
-        partner_center_takes_education(&app, customer, 1).await;
-        assert_eq!(
-            app.post_qualification(customer, EDUCATION, Some(&writer))
-                .await
-                .status(),
-            202
-        );
-    }
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..5 {
-        let path = match &cursor {
-            Some(c) => format!("/v1/qualification-requests?limit=2&cursor={c}"),
-            None => "/v1/qualification-requests?limit=2".into(),
-        };
-        let (status, page) = get_json(&app, &path, &writer).await;
-        assert_eq!(status, 200, "{page}");
-        seen.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["customerId"].as_str().unwrap().to_owned()),
-        );
-        match page["nextCursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
-    let newest_first: Vec<String> = customers.iter().rev().cloned().collect();
-    assert_eq!(seen, newest_first);
+    history_pages_newest_first_and_filters(&app, &writer).await;
 
     let response = app
         .get(
@@ -204,17 +172,77 @@ async fn history_pages_with_a_cursor_and_names_each_bad_filter() {
         )
         .await;
     let problem = crate::helpers::assert_problem(response, 400, "invalid-request").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = crate::helpers::fields_at_fault(&problem);
     assert_eq!(fields, ["customerId", "since", "limit", "cursor"]);
     let response = app
         .get("/v1/qualification-requests/not-a-guid", Some(&writer))
         .await;
     crate::helpers::assert_problem(response, 400, "invalid-request").await;
+}
+
+/// Five requests for five customers (Partner Center answering on `app`'s own mock): the
+/// history pages through them newest first, two at a time, and each filter finds its own.
+/// Shared with the PostgreSQL tests, since each backend builds the query itself.
+pub async fn history_pages_newest_first_and_filters(app: &TestApp, writer: &str) {
+    let customers: Vec<String> = (0..5).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for customer in &customers {
+        partner_center_takes_education(app, customer, 1).await;
+        assert_eq!(
+            app.post_qualification(customer, EDUCATION, Some(writer))
+                .await
+                .status(),
+            202
+        );
+    }
+    let customers_in = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["customerId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let path = match &cursor {
+            Some(c) => format!("/v1/qualification-requests?limit=2&cursor={c}"),
+            None => "/v1/qualification-requests?limit=2".into(),
+        };
+        let (status, page) = get_json(app, &path, writer).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(customers_in(&page));
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = customers.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let third = &customers[2];
+    for (filters, expected) in [
+        (format!("customerId={third}"), vec![third.clone()]),
+        (
+            format!("customerId={third}&status=InReview"),
+            vec![third.clone()],
+        ),
+        (format!("customerId={third}&status=Approved"), vec![]),
+        (
+            "status=InReview&limit=3".to_owned(),
+            newest_first[..3].to_vec(),
+        ),
+        ("since=2999-01-01T00:00:00Z".to_owned(), vec![]),
+        (
+            "since=2000-01-01T00:00:00Z&limit=1".to_owned(),
+            newest_first[..1].to_vec(),
+        ),
+    ] {
+        let path = format!("/v1/qualification-requests?{filters}");
+        let (status, page) = get_json(app, &path, writer).await;
+        assert_eq!(status, 200, "{filters}: {page}");
+        assert_eq!(customers_in(&page), expected, "{filters}");
+    }
 }
 
 /// A receiver that answers 500 `failures` times, then 204.

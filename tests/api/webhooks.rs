@@ -75,12 +75,7 @@ async fn a_refused_callback_is_refused_at_subscription_time_naming_why() {
     )
     .await;
     let problem = assert_problem(response, 400, "invalid-request").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = crate::helpers::fields_at_fault(&problem);
     assert_eq!(
         fields,
         ["secret", "url", "events[0]"],
