@@ -59,9 +59,9 @@ pub enum StoreError {
     /// The database could not be reached or refused the statement: a 503 for callers.
     #[error("the store is unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
-    /// SQLite's writer thread: the same, for callers.
+    /// SQLite's writer thread: the same, for callers (one error may fail a whole batch).
     #[error("the store is unavailable: {0}")]
-    Write(#[from] rusqlite::Error),
+    Write(std::sync::Arc<rusqlite::Error>),
     #[error("the store is unavailable: its writer has stopped")]
     WriterStopped,
     #[error("cannot open the store: {0}")]
@@ -127,6 +127,17 @@ impl Store {
                     // One statement per call: a multi-statement string may run only its first.
                     connection.execute("PRAGMA journal_mode = WAL").await?;
                     connection.execute("PRAGMA synchronous = NORMAL").await?;
+                    // Checkpoints are the writer's thread's business (see `writer`): these
+                    // connections' commits must not copy the WAL either.
+                    connection
+                        .execute(
+                            format!(
+                                "PRAGMA wal_autocheckpoint = {}",
+                                writer::WRITER_CHECKPOINT_PAGES
+                            )
+                            .as_str(),
+                        )
+                        .await?;
                     Ok(())
                 })
             });
@@ -139,12 +150,15 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the {} store: {e}", backend.as_str()))?;
-        let writer = sqlite_path
-            .map(|path| {
-                writer::Writer::start(&path)
-                    .map_err(|e| anyhow::anyhow!("cannot open the sqlite store's writer: {e}"))
-            })
-            .transpose()?;
+        let writer = match sqlite_path {
+            // Opening may wait on SQLite's lock: not on a runtime thread.
+            Some(path) => Some(
+                tokio::task::spawn_blocking(move || writer::Writer::start(&path))
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("cannot open the sqlite store's writer: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             pool,
             backend,
@@ -243,6 +257,42 @@ mod tests {
         store.close().await;
     }
 
+    /// Outcomes written behind their answers are on disk once `close` returns.
+    #[tokio::test]
+    async fn closing_writes_every_outcome_still_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("store.db");
+        let store = Store::open_sqlite(&database).await;
+        let requests: Vec<NewRequest> = (0..300)
+            .map(|n| NewRequest::sample(&format!("subject-{n}")))
+            .collect();
+        for request in &requests {
+            store.record_submitted(request, 0).await.unwrap();
+        }
+        let accepted = RequestOutcome {
+            status: RequestStatus::InReview,
+            reason: None,
+            http_status: Some(201),
+        };
+        for request in &requests {
+            store
+                .record_outcome(request.id, &accepted, None)
+                .await
+                .unwrap();
+        }
+        store.close().await;
+
+        let reopened = Store::open_sqlite(&database).await;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM qualification_requests WHERE status = 'InReview'",
+        )
+        .fetch_one(&reopened.pool)
+        .await
+        .unwrap();
+        assert_eq!(open, 300);
+        reopened.close().await;
+    }
+
     /// The request path's writer leaves checkpoints to a thread of its own: what it commits
     /// reaches the database file without the writer ever stopping for it.
     #[tokio::test]
@@ -253,19 +303,7 @@ mod tests {
         let size = || std::fs::metadata(&database).unwrap().len();
         let before = size();
         for n in 0..200 {
-            let request = NewRequest {
-                id: uuid::Uuid::now_v7(),
-                caller_issuer: "https://issuer.example".into(),
-                caller_subject: format!("subject-{n}"),
-                caller_app: "app".into(),
-                customer_id: uuid::Uuid::new_v4().to_string(),
-                qualification: "StateOwnedEntity".into(),
-                education_segment: None,
-                website: None,
-                validation_code_masked: None,
-                ms_request_id: uuid::Uuid::new_v4().to_string(),
-                correlation_id: uuid::Uuid::new_v4().to_string(),
-            };
+            let request = NewRequest::sample(&format!("subject-{n}"));
             store.record_submitted(&request, 0).await.unwrap();
         }
         // Far below the writer's own threshold: only the checkpoint thread moves these pages.

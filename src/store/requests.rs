@@ -486,8 +486,10 @@ pub(super) const INSERT_REQUEST: &str = "INSERT INTO qualification_requests (id,
 pub(super) const INSERT_EVENT: &str = "INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
      SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM qualification_request_events WHERE request_id = $1";
 
+/// The POST's answer is the first move from Submitted; if a poll got there first, it knew
+/// at least as much (and has told it): then nothing changes.
 pub(super) const SETTLE_REQUEST: &str = "UPDATE qualification_requests SET status = $1, status_reason = $2, http_status = $3, \
-     updated_ms = $4 WHERE id = $5";
+     updated_ms = $4 WHERE id = $5 AND status = 'Submitted'";
 
 pub(super) const CALLER_APP: &str = "SELECT caller_app FROM qualification_requests WHERE id = $1";
 
@@ -526,7 +528,7 @@ pub(super) async fn settle(
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
     let id = id.to_string();
-    sqlx::query(SETTLE_REQUEST)
+    let settled = sqlx::query(SETTLE_REQUEST)
         .bind(outcome.status.as_str())
         .bind(&outcome.reason)
         .bind(outcome.http_status.map(i64::from))
@@ -534,6 +536,9 @@ pub(super) async fn settle(
         .bind(&id)
         .execute(&mut *conn)
         .await?;
+    if settled.rows_affected() == 0 {
+        return Ok(());
+    }
     insert_event(
         conn,
         &id,
@@ -570,8 +575,71 @@ pub(super) async fn insert_event(
 }
 
 #[cfg(test)]
+impl NewRequest {
+    /// A request of `subject`'s for a customer of its own.
+    pub(crate) fn sample(subject: &str) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            caller_issuer: "https://issuer.example".into(),
+            caller_subject: subject.into(),
+            caller_app: "app".into(),
+            customer_id: Uuid::new_v4().to_string(),
+            qualification: "StateOwnedEntity".into(),
+            education_segment: None,
+            website: None,
+            validation_code_masked: None,
+            ms_request_id: Uuid::new_v4().to_string(),
+            correlation_id: Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{PollResult, Transition};
+
+    /// The POST's outcome is written behind its answer; a poll may move the request first.
+    /// The outcome then changes nothing: the poll knew at least as much.
+    #[tokio::test]
+    async fn an_outcome_written_after_a_poll_moved_the_request_leaves_it_where_the_poll_put_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("store.db")).await;
+        let request = NewRequest::sample("subject");
+        store.record_submitted(&request, 0).await.unwrap();
+        let poll = PollResult {
+            transitions: vec![Transition {
+                request_id: request.id.to_string(),
+                caller_app: request.caller_app.clone(),
+                from: RequestStatus::Submitted,
+                to: RequestStatus::Approved,
+                reason: None,
+                notification: None,
+            }],
+            next_poll_ms: 0,
+            polls: 1,
+        };
+        let moved = store
+            .apply_poll(&request.customer_id, "this-replica", &poll)
+            .await
+            .unwrap();
+        assert_eq!(moved, 1);
+        let late = RequestOutcome {
+            status: RequestStatus::InReview,
+            reason: None,
+            http_status: Some(201),
+        };
+        store.record_outcome(request.id, &late, None).await.unwrap();
+        let stored = store
+            .request(&request.id.to_string(), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.status, RequestStatus::Approved);
+        let timeline: Vec<&str> = stored.timeline.iter().map(|e| e.status.as_str()).collect();
+        assert_eq!(timeline, ["Submitted", "Approved"]);
+        store.close().await;
+    }
 
     /// Each page of the history is an index range, not a scan of every request.
     #[tokio::test]

@@ -9,6 +9,7 @@
 //! every write queued before them, so a caller still reads what it was answered.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -32,7 +33,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// writes the WAL never starts over after the checkpoint thread's passes (the writer appends
 /// while they run), so it grows to this size (~67 MiB, seen under bench/run); the writer then
 /// copies only what the thread has not, and the WAL starts over from its beginning.
-const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
+pub(super) const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
 
 /// How long a write waits for the pool's connection (the watcher, webhooks, idempotency)
 /// to release SQLite's write lock: sqlx's own default.
@@ -54,9 +55,17 @@ pub(super) enum Write {
 
 type Job = (Write, oneshot::Sender<Result<(), StoreError>>);
 
+// Nearly every message is a write: boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Message {
+    Write(Job),
+    /// Answered once everything queued has been written and the connection is closed.
+    Stop(oneshot::Sender<()>),
+}
+
 #[derive(Clone)]
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Option<Job>>,
+    jobs: mpsc::Sender<Message>,
 }
 
 impl Writer {
@@ -92,7 +101,7 @@ impl Writer {
     pub(super) async fn write(&self, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         self.jobs
-            .send(Some((write, done)))
+            .send(Message::Write((write, done)))
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         committed.await.map_err(|_| StoreError::WriterStopped)?
@@ -102,7 +111,7 @@ impl Writer {
     pub(super) async fn write_behind(&self, write: Write) -> Result<(), StoreError> {
         let (done, _not_waited_for) = oneshot::channel();
         self.jobs
-            .send(Some((write, done)))
+            .send(Message::Write((write, done)))
             .await
             .map_err(|_| StoreError::WriterStopped)
     }
@@ -114,50 +123,99 @@ impl Writer {
 
     /// Ends the thread after what is queued; its connection closes before this returns.
     pub(super) async fn stop(&self) {
-        let _ = self.jobs.send(None).await;
-        self.jobs.closed().await;
+        let (stop, stopped) = oneshot::channel();
+        if self.jobs.send(Message::Stop(stop)).await.is_ok() {
+            let _ = stopped.await;
+        }
     }
 }
 
-/// Commits what is queued until told to stop or every sender is gone; then `stopped`.
-fn run(mut connection: Connection, mut queue: mpsc::Receiver<Option<Job>>, stopped: impl FnOnce()) {
+/// Commits what is queued until told to stop (or every sender is gone), then what was
+/// queued meanwhile; then ends the checkpoints, closes the connection and answers the stop.
+fn run(
+    mut connection: Connection,
+    mut queue: mpsc::Receiver<Message>,
+    end_checkpoints: impl FnOnce(),
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
-    let mut stopping = false;
-    while !stopping {
+    let mut stops = Vec::new();
+    while stops.is_empty() {
         match queue.blocking_recv() {
-            Some(Some(job)) => batch.push(job),
-            Some(None) | None => break,
+            Some(Message::Write(job)) => batch.push(job),
+            Some(Message::Stop(stop)) => stops.push(stop),
+            None => break,
         }
-        while batch.len() < BATCH {
+        while stops.is_empty() && batch.len() < BATCH {
             match queue.try_recv() {
-                Ok(Some(job)) => batch.push(job),
-                Ok(None) => {
-                    stopping = true;
-                    break;
-                }
+                Ok(Message::Write(job)) => batch.push(job),
+                Ok(Message::Stop(stop)) => stops.push(stop),
                 Err(_) => break,
             }
         }
-        let together = commit(&mut connection, batch.iter().map(|(write, _)| write));
-        for (write, done) in batch.drain(..) {
-            let result = match &together {
-                Ok(()) => Ok(()),
-                // One bad write must not fail the others: each again, alone.
-                Err(_) => commit(&mut connection, [&write]),
-            };
-            if let Err(error) = &result
-                && done.is_closed()
-            {
-                tracing::error!(%error, "a request's outcome written behind its answer could not be stored; the vetting watch will record it");
-            }
-            let _ = done.send(result.map_err(StoreError::from));
+        commit_batch(&mut connection, &mut batch);
+    }
+    // Nothing more is taken; what was queued before that is still written.
+    queue.close();
+    while let Ok(message) = queue.try_recv() {
+        match message {
+            Message::Write(job) => batch.push(job),
+            Message::Stop(stop) => stops.push(stop),
+        }
+        if batch.len() == BATCH {
+            commit_batch(&mut connection, &mut batch);
         }
     }
-    // The checkpoints end and the connection closes before the queue does, so that `stop`
-    // returns with the database released.
-    stopped();
+    commit_batch(&mut connection, &mut batch);
+    end_checkpoints();
     drop(connection);
-    drop(queue);
+    for stop in stops {
+        let _ = stop.send(());
+    }
+}
+
+/// Commits `batch` in one transaction and answers (and empties) it. When one write's
+/// statements fail, the others are committed without it, each alone; when the transaction
+/// itself could not begin or commit (SQLite busy, the disk), every write gets that error.
+fn commit_batch(connection: &mut Connection, batch: &mut Vec<Job>) {
+    if batch.is_empty() {
+        return;
+    }
+    let together = commit(connection, batch.iter().map(|(write, _)| write));
+    let shared = match together {
+        Ok(()) => Ok(()),
+        Err(Failed::Transaction(error)) => Err(Some(Arc::new(error))),
+        Err(Failed::Write(_)) => Err(None),
+    };
+    for (write, done) in batch.drain(..) {
+        let result = match &shared {
+            Ok(()) => Ok(()),
+            Err(Some(error)) => Err(error.clone()),
+            Err(None) => commit(connection, [&write]).map_err(|f| Arc::new(f.into_error())),
+        };
+        if let Err(error) = &result
+            && done.is_closed()
+            && matches!(write, Write::Outcome { .. })
+        {
+            tracing::error!(%error, "a request's outcome written behind its answer could not be stored; the vetting watch will record it");
+        }
+        let _ = done.send(result.map_err(StoreError::Write));
+    }
+}
+
+/// Why a transaction did not commit.
+enum Failed {
+    /// BEGIN or COMMIT: no write was at fault, and each alone would meet the same.
+    Transaction(rusqlite::Error),
+    /// A write's own statement.
+    Write(rusqlite::Error),
+}
+
+impl Failed {
+    fn into_error(self) -> rusqlite::Error {
+        match self {
+            Failed::Transaction(error) | Failed::Write(error) => error,
+        }
+    }
 }
 
 /// Copies committed WAL pages into the database every [`CHECKPOINT_EVERY`] until `stop`'s
@@ -176,7 +234,7 @@ fn checkpoint(connection: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
 fn commit<'a>(
     connection: &mut Connection,
     writes: impl IntoIterator<Item = &'a Write>,
-) -> rusqlite::Result<()> {
+) -> Result<(), Failed> {
     let mut writes = writes
         .into_iter()
         .filter(|write| !matches!(write, Write::Barrier))
@@ -184,13 +242,15 @@ fn commit<'a>(
     if writes.peek().is_none() {
         return Ok(());
     }
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(Failed::Transaction)?;
     let now = now_ms();
     for write in writes {
-        apply(&transaction, write, now)?;
+        // Dropped without a commit, the transaction rolls back.
+        apply(&transaction, write, now).map_err(Failed::Write)?;
     }
-    // Dropped without a commit, a transaction rolls back.
-    transaction.commit()
+    transaction.commit().map_err(Failed::Transaction)
 }
 
 /// The statements the pool's path runs for the same write (they are shared), here with the
@@ -230,13 +290,17 @@ fn apply(db: &Connection, write: &Write, now: i64) -> rusqlite::Result<()> {
         } => {
             let id = id.to_string();
             let status = outcome.status.as_str();
-            prepare(db, SETTLE_REQUEST)?.execute(params![
+            let settled = prepare(db, SETTLE_REQUEST)?.execute(params![
                 status,
                 outcome.reason,
                 outcome.http_status,
                 now,
                 id
             ])?;
+            if settled == 0 {
+                // A poll got there first: it knows at least as much, and has told it.
+                return Ok(());
+            }
             prepare(db, INSERT_EVENT)?.execute(params![id, status, outcome.reason, now])?;
             if let Some((event_type, payload)) = notification {
                 let app: String = prepare(db, CALLER_APP)?.query_row([&id], |row| row.get(0))?;
