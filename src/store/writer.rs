@@ -189,6 +189,8 @@ fn commit_batch(connection: &mut Connection, batch: &mut Vec<Job>) {
     for (write, done) in batch.drain(..) {
         let result = match &shared {
             Ok(()) => Ok(()),
+            // A barrier waits for the writes before it to be done, failed or not.
+            Err(_) if matches!(write, Write::Barrier) => Ok(()),
             Err(Some(error)) => Err(error.clone()),
             Err(None) => commit(connection, [&write]).map_err(|f| Arc::new(f.into_error())),
         };
