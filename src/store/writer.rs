@@ -130,8 +130,9 @@ impl Writer {
     }
 }
 
-/// Commits what is queued until told to stop (or every sender is gone), then what was
-/// queued meanwhile; then ends the checkpoints, closes the connection and answers the stop.
+/// Commits what is queued until told to stop (or every sender is gone); a stop closes the
+/// queue, and what was queued before it is still written. Then it ends the checkpoints,
+/// closes the connection and answers the stop.
 fn run(
     mut connection: Connection,
     mut queue: mpsc::Receiver<Message>,
@@ -139,33 +140,23 @@ fn run(
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     let mut stops = Vec::new();
-    while stops.is_empty() {
-        match queue.blocking_recv() {
-            Some(Message::Write(job)) => batch.push(job),
-            Some(Message::Stop(stop)) => stops.push(stop),
-            None => break,
-        }
-        while stops.is_empty() && batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(Message::Write(job)) => batch.push(job),
-                Ok(Message::Stop(stop)) => stops.push(stop),
-                Err(_) => break,
+    // After `close`, the receiver still hands out what was queued, then ends.
+    while let Some(first) = queue.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Write(job) => batch.push(job),
+                Message::Stop(stop) => {
+                    stops.push(stop);
+                    queue.close();
+                }
+            }
+            if batch.len() < BATCH {
+                next = queue.try_recv().ok();
             }
         }
         commit_batch(&mut connection, &mut batch);
     }
-    // Nothing more is taken; what was queued before that is still written.
-    queue.close();
-    while let Ok(message) = queue.try_recv() {
-        match message {
-            Message::Write(job) => batch.push(job),
-            Message::Stop(stop) => stops.push(stop),
-        }
-        if batch.len() == BATCH {
-            commit_batch(&mut connection, &mut batch);
-        }
-    }
-    commit_batch(&mut connection, &mut batch);
     end_checkpoints();
     drop(connection);
     for stop in stops {
