@@ -112,11 +112,7 @@ fn main() -> anyhow::Result<()> {
     }
     // Before the runtime: the exporter's blocking HTTP client must not live inside it.
     let export = TraceExport::from_env()?;
-    // Lines are written by a thread of their own, so a slow log pipe never stalls a request;
-    // never dropped (audit records are among them): a full buffer waits instead.
-    let (stdout, _flush_at_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
+    let (stdout, _flush_at_exit) = partner_gateway::telemetry::log_writer(std::io::stdout());
     init_subscriber(get_subscriber_with_export(
         &settings.telemetry.log_level,
         settings.telemetry.log_format,

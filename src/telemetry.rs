@@ -135,6 +135,58 @@ where
     }
 }
 
+/// Where the lines go: a thread of its own writes them, so a slow log pipe never stalls a
+/// request. None is dropped (audit records are among them): a full queue waits instead.
+/// That thread writes what has queued in one go, at most every [`LOG_WRITE_PACE`]: under
+/// load one write carries dozens of lines (instead of a write, and a wake-up, per line),
+/// and an idle gateway's line still goes out at once.
+pub fn log_writer<W: std::io::Write + Send + 'static>(
+    sink: W,
+) -> (
+    tracing_appender::non_blocking::NonBlocking,
+    tracing_appender::non_blocking::WorkerGuard,
+) {
+    tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(PacedWrites {
+            buffer: std::io::BufWriter::with_capacity(64 * 1024, sink),
+            last_write: None,
+        })
+}
+
+/// The longest a log line waits in the writer's buffer while lines keep coming.
+pub const LOG_WRITE_PACE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Buffers lines; the log thread flushes after each batch it took from its queue, and a flush
+/// within [`LOG_WRITE_PACE`] of the last one first waits out the rest, so the lines queued
+/// meanwhile go in the next write.
+struct PacedWrites<W: std::io::Write> {
+    buffer: std::io::BufWriter<W>,
+    last_write: Option<Instant>,
+}
+
+impl<W: std::io::Write> std::io::Write for PacedWrites<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.write(bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.buffer().is_empty() {
+            return self.buffer.flush();
+        }
+        if let Some(wait) = self
+            .last_write
+            .and_then(|at| LOG_WRITE_PACE.checked_sub(at.elapsed()))
+        {
+            std::thread::sleep(wait);
+        }
+        let flushed = self.buffer.flush();
+        self.last_write = Some(Instant::now());
+        flushed
+    }
+}
+
 /// Installs the subscriber once per process; a second call is a no-op, so tests can share one.
 pub fn init_subscriber(subscriber: Box<dyn tracing::Subscriber + Send + Sync>) {
     let _ = set_global_default(subscriber);
@@ -479,6 +531,105 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink that keeps each `write` call apart, to see how lines were grouped.
+    #[derive(Clone, Default)]
+    struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl std::io::Write for Recorded {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(bytes.to_vec());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Recorded {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().concat()).unwrap()
+        }
+    }
+
+    /// A line written while the gateway is otherwise idle reaches the sink without waiting
+    /// for the buffer to fill or for the process to end.
+    #[test]
+    fn a_lone_line_is_written_out_without_waiting_for_more() {
+        use std::io::Write;
+        let sink = Recorded::default();
+        let (mut writer, _guard) = log_writer(sink.clone());
+        writer.write_all(b"{\"message\":\"alone\"}\n").unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while sink.text().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(sink.text(), "{\"message\":\"alone\"}\n");
+    }
+
+    /// Lines from several threads all arrive, each thread's in its order, by the time the
+    /// guard (held by `main` until exit) is dropped.
+    #[test]
+    fn every_line_is_written_in_order_by_exit() {
+        use std::io::Write;
+        let sink = Recorded::default();
+        let (writer, guard) = log_writer(sink.clone());
+        let threads: Vec<_> = (0..3)
+            .map(|thread| {
+                let mut writer = writer.clone();
+                std::thread::spawn(move || {
+                    // One call per line, as the subscriber writes them.
+                    for line in 0..500 {
+                        writer
+                            .write_all(format!("{thread} {line}\n").as_bytes())
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        drop(guard);
+        let text = sink.text();
+        for thread in 0..3 {
+            let lines: Vec<usize> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("{thread} ")))
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert_eq!(lines, (0..500).collect::<Vec<_>>(), "thread {thread}");
+        }
+    }
+
+    /// While lines keep coming, a write follows the previous one by the pace at least, so
+    /// what queued meanwhile shares it; nothing buffered, nothing waited for.
+    #[test]
+    fn writes_under_load_are_paced_and_an_empty_flush_does_not_wait() {
+        use std::io::Write;
+        let sink = Recorded::default();
+        let mut paced = PacedWrites {
+            buffer: std::io::BufWriter::new(sink.clone()),
+            last_write: None,
+        };
+        let started = Instant::now();
+        paced.write_all(b"first\n").unwrap();
+        paced.flush().unwrap();
+        paced.flush().unwrap();
+        assert!(
+            started.elapsed() < LOG_WRITE_PACE * 50,
+            "an empty flush waited"
+        );
+        let first_written = paced.last_write.unwrap();
+        paced.write_all(b"second\n").unwrap();
+        paced.write_all(b"third\n").unwrap();
+        paced.flush().unwrap();
+        assert!(first_written.elapsed() >= LOG_WRITE_PACE);
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            vec![b"first\n".to_vec(), b"second\nthird\n".to_vec()]
+        );
+    }
 
     #[test]
     fn strings_are_escaped_as_json_requires() {
