@@ -221,7 +221,7 @@ impl Metrics {
         );
         registry.register(
             "store_failures",
-            "Store statements that failed (each answered 503 or retried by a worker)",
+            "Store statements that failed: answered 503, retried by a worker, or a POST's outcome written behind its answer (left to the vetting watch)",
             m.store_failures.clone(),
         );
         let info: Family<Vec<(String, String)>, Gauge> = Family::default();

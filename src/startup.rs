@@ -125,6 +125,7 @@ impl Application {
                 .as_ref()
                 .map(|dir| dir.path().join("store.db"))
                 .as_deref(),
+            metrics.store_failures.clone(),
         )
         .await?;
         if let Some(sandbox) = &sandbox {

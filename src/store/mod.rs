@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use secrecy::ExposeSecret;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Transaction};
@@ -78,10 +79,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating when needed) and migrates the configured database.
+    /// Opens (creating when needed) and migrates the configured database. `failures` counts
+    /// the writes that fail where no caller sees it (an outcome written behind its answer):
+    /// the gateway's `store_failures`.
     pub async fn open(
         settings: &StoreSettings,
         default_path: Option<&Path>,
+        failures: Counter,
     ) -> anyhow::Result<Self> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
@@ -153,7 +157,7 @@ impl Store {
         let writer = match sqlite_path {
             // Opening may wait on SQLite's lock: not on a runtime thread.
             Some(path) => Some(
-                tokio::task::spawn_blocking(move || writer::Writer::start(&path))
+                tokio::task::spawn_blocking(move || writer::Writer::start(&path, failures))
                     .await?
                     .map_err(|e| anyhow::anyhow!("cannot open the sqlite store's writer: {e}"))?,
             ),
@@ -196,13 +200,18 @@ impl Store {
 impl Store {
     /// A SQLite store at `database`, opened as the gateway opens one.
     pub(crate) async fn open_sqlite(database: &Path) -> Self {
+        Self::open_sqlite_counting(database, Counter::default()).await
+    }
+
+    /// The same, counting its unseen failures in `failures`.
+    pub(crate) async fn open_sqlite_counting(database: &Path, failures: Counter) -> Self {
         let settings = StoreSettings {
             path: Some(database.to_path_buf()),
             url: None,
             max_connections: 1,
             acquire_timeout_ms: 1_000,
         };
-        Self::open(&settings, None).await.unwrap()
+        Self::open(&settings, None, failures).await.unwrap()
     }
 }
 

@@ -641,6 +641,43 @@ mod tests {
         store.close().await;
     }
 
+    /// Nobody waits for an outcome written behind its answer, so its failure is counted
+    /// (`store_failures`), not only logged; the request stays Submitted, for the watch.
+    #[tokio::test]
+    async fn an_outcome_that_cannot_be_written_behind_its_answer_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let failures = prometheus_client::metrics::counter::Counter::default();
+        let store =
+            Store::open_sqlite_counting(&dir.path().join("store.db"), failures.clone()).await;
+        let request = NewRequest::sample("subject");
+        store.record_submitted(&request, 0).await.unwrap();
+        // The outcome's event then has nowhere to go: its statement fails on the writer.
+        sqlx::query("DROP TABLE qualification_request_events")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let outcome = RequestOutcome {
+            status: RequestStatus::InReview,
+            reason: None,
+            http_status: Some(201),
+        };
+        store
+            .record_outcome(request.id, &outcome, None)
+            .await
+            .unwrap();
+        // Behind the barrier every read of the history waits at.
+        store.settled().await.unwrap();
+        assert_eq!(failures.get(), 1);
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM qualification_requests WHERE id = $1")
+                .bind(request.id.to_string())
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(status, "Submitted");
+        store.close().await;
+    }
+
     /// Each page of the history is an index range, not a scan of every request.
     #[tokio::test]
     async fn a_history_page_is_read_through_the_index_of_its_filters() {

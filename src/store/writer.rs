@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -69,8 +70,9 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread on its own connection to the (already migrated) database at `path`.
-    pub(super) fn start(path: &Path) -> anyhow::Result<Self> {
+    /// Starts the thread on its own connection to the (already migrated) database at `path`;
+    /// a write nobody waits for that fails is counted in `failures`.
+    pub(super) fn start(path: &Path, failures: Counter) -> anyhow::Result<Self> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
         // As the pool's connections: readers never wait for the writer, and a commit
@@ -89,7 +91,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("store-writer".to_owned())
             .spawn(move || {
-                run(connection, queue, || {
+                run(connection, queue, &failures, || {
                     drop(stop_checkpoints);
                     let _ = checkpoints.join();
                 })
@@ -109,7 +111,10 @@ impl Writer {
 
     /// Queues `write` without waiting for its commit; a failure is logged by the thread.
     pub(super) async fn write_behind(&self, write: Write) -> Result<(), StoreError> {
-        let (done, _not_waited_for) = oneshot::channel();
+        let (done, answer) = oneshot::channel();
+        // Closed before the thread can see the write, which tells it nobody waits (and so a
+        // failure is its to report).
+        drop(answer);
         self.jobs
             .send(Message::Write((write, done)))
             .await
@@ -136,6 +141,7 @@ impl Writer {
 fn run(
     mut connection: Connection,
     mut queue: mpsc::Receiver<Message>,
+    failures: &Counter,
     end_checkpoints: impl FnOnce(),
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
@@ -155,7 +161,7 @@ fn run(
                 next = queue.try_recv().ok();
             }
         }
-        commit_batch(&mut connection, &mut batch);
+        commit_batch(&mut connection, &mut batch, failures);
     }
     end_checkpoints();
     drop(connection);
@@ -167,7 +173,7 @@ fn run(
 /// Commits `batch` in one transaction and answers (and empties) it. When one write's
 /// statements fail, the others are committed without it, each alone; when the transaction
 /// itself could not begin or commit (SQLite busy, the disk), every write gets that error.
-fn commit_batch(connection: &mut Connection, batch: &mut Vec<Job>) {
+fn commit_batch(connection: &mut Connection, batch: &mut Vec<Job>, failures: &Counter) {
     if batch.is_empty() {
         return;
     }
@@ -189,6 +195,7 @@ fn commit_batch(connection: &mut Connection, batch: &mut Vec<Job>) {
             && done.is_closed()
             && matches!(write, Write::Outcome { .. })
         {
+            failures.inc();
             tracing::error!(%error, "a request's outcome written behind its answer could not be stored; the vetting watch will record it");
         }
         let _ = done.send(result.map_err(StoreError::Write));

@@ -92,7 +92,7 @@ async fn concurrent_leases_never_overlap_and_a_dead_replicas_lease_is_taken_over
         .unwrap()
         .store;
     settings.url = Some(SecretString::from(database.url.clone()));
-    let store = partner_gateway::store::Store::open(&settings, None)
+    let store = partner_gateway::store::Store::open(&settings, None, Default::default())
         .await
         .unwrap();
     let due = partner_gateway::store::now_ms() - 1;
