@@ -109,7 +109,8 @@ impl Writer {
         committed.await.map_err(|_| StoreError::WriterStopped)?
     }
 
-    /// Queues `write` without waiting for its commit; a failure is logged by the thread.
+    /// Queues `write` without waiting for its commit; a failure is logged and counted by
+    /// the thread.
     pub(super) async fn write_behind(&self, write: Write) -> Result<(), StoreError> {
         let (done, answer) = oneshot::channel();
         // Closed before the thread can see the write, which tells it nobody waits (and so a
