@@ -371,12 +371,12 @@ pub async fn record_requests(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let Some(metrics) = request
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.metrics.clone())
-    else {
+    // The state, not a copy of its metrics: that would be an atomic add (and a drop) for
+    // each of their two dozen families, per request.
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
         return next.call(request).await;
     };
+    let metrics = &state.metrics;
     let started = Instant::now();
     let method = request.method().clone();
     let response = next.call(request).await?;
