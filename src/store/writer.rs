@@ -10,6 +10,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -30,11 +31,19 @@ const BATCH: usize = 128;
 /// How often the checkpoint thread copies committed WAL pages into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// WAL pages (4 KiB) the writer lets pile up before it checkpoints on its own. Under steady
-/// writes the WAL never starts over after the checkpoint thread's passes (the writer appends
-/// while they run), so it grows to this size (~67 MiB, seen under bench/run); the writer then
-/// copies only what the thread has not, and the WAL starts over from its beginning.
+/// WAL pages (4 KiB) past which the writer checkpoints on its own, at once: only a bound, for
+/// when the checkpoint thread falls behind (see [`RESTART_WAL_AT`]).
 pub(super) const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
+
+/// WAL frames (16 MiB) past which the WAL is started over. Under steady writes it never
+/// starts over by itself: the checkpoint thread's passes can copy only what was committed
+/// when each began, while the writer keeps appending. Left to the writer's own checkpoint
+/// at [`WRITER_CHECKPOINT_PAGES`], the last copy and its two fsyncs took ~37 ms with every
+/// write waiting (the POST's p99 under bench/run). So the checkpoint thread, once past this
+/// size, makes a second pass to catch up and then asks the writer, between two batches, for
+/// the rest: the few frames committed since, and fsyncs with little left to flush. The next
+/// transaction then starts the WAL over.
+const RESTART_WAL_AT: i64 = 4_096;
 
 /// How long a write waits for the pool's connection (the watcher, webhooks, idempotency)
 /// to release SQLite's write lock: sqlx's own default.
@@ -73,6 +82,17 @@ impl Writer {
     /// Starts the thread on its own connection to the (already migrated) database at `path`;
     /// a write nobody waits for that fails is counted in `failures`.
     pub(super) fn start(path: &Path, failures: Counter) -> anyhow::Result<Self> {
+        Self::start_checkpointing(path, failures, CHECKPOINT_EVERY, RESTART_WAL_AT)
+    }
+
+    /// [`Writer::start`], checkpointing `every` and starting the WAL over past `restart_at`
+    /// frames.
+    fn start_checkpointing(
+        path: &Path,
+        failures: Counter,
+        every: Duration,
+        restart_at: i64,
+    ) -> anyhow::Result<Self> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
         // As the pool's connections: readers never wait for the writer, and a commit
@@ -84,14 +104,20 @@ impl Writer {
         let checkpointer = Connection::open(path)?;
         checkpointer.busy_timeout(BUSY_TIMEOUT)?;
         let (stop_checkpoints, stopped) = std::sync::mpsc::channel();
+        let restart_wanted = Arc::new(AtomicBool::new(false));
+        let wanted = restart_wanted.clone();
         let checkpoints = std::thread::Builder::new()
             .name("store-checkpoint".to_owned())
-            .spawn(move || checkpoint(&checkpointer, &stopped))?;
+            .spawn(move || checkpoint(&checkpointer, &stopped, every, restart_at, &wanted))?;
         let (jobs, queue) = mpsc::channel(4 * BATCH);
         std::thread::Builder::new()
             .name("store-writer".to_owned())
             .spawn(move || {
-                run(connection, queue, &failures, || {
+                let ends = WriterEnds {
+                    failures,
+                    restart_wanted,
+                };
+                run(connection, queue, &ends, || {
                     drop(stop_checkpoints);
                     let _ = checkpoints.join();
                 })
@@ -139,10 +165,17 @@ impl Writer {
 /// Commits what is queued until told to stop (or every sender is gone); a stop closes the
 /// queue, and what was queued before it is still written. Then it ends the checkpoints,
 /// closes the connection and answers the stop.
+/// What the writer's thread shares: the count of failures nobody waited for, and the
+/// checkpoint thread's request to finish a checkpoint so the WAL can start over.
+struct WriterEnds {
+    failures: Counter,
+    restart_wanted: Arc<AtomicBool>,
+}
+
 fn run(
     mut connection: Connection,
     mut queue: mpsc::Receiver<Message>,
-    failures: &Counter,
+    ends: &WriterEnds,
     end_checkpoints: impl FnOnce(),
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
@@ -162,7 +195,16 @@ fn run(
                 next = queue.try_recv().ok();
             }
         }
-        commit_batch(&mut connection, &mut batch, failures);
+        commit_batch(&mut connection, &mut batch, &ends.failures);
+        if ends.restart_wanted.swap(false, Ordering::AcqRel) {
+            // The writer's own copy of what the checkpoint thread has not: nothing is
+            // appended meanwhile, so it finishes, and the next transaction starts the WAL over.
+            if let Err(error) =
+                connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            {
+                tracing::warn!(%error, "cannot finish the store's WAL checkpoint; it grows until the next one");
+            }
+        }
     }
     end_checkpoints();
     drop(connection);
@@ -219,14 +261,35 @@ impl Failed {
     }
 }
 
-/// Copies committed WAL pages into the database every [`CHECKPOINT_EVERY`] until `stop`'s
-/// sender is dropped. PASSIVE neither waits for the writer nor holds it up, so a
-/// checkpoint's page copies and fsyncs stay off the request path's commits.
-fn checkpoint(connection: &Connection, stop: &std::sync::mpsc::Receiver<()>) {
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
-    {
-        if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "cannot checkpoint the store's WAL; the next try is in 250 ms");
+/// Copies committed WAL pages into the database `every` ([`CHECKPOINT_EVERY`]) until
+/// `stop`'s sender is dropped. PASSIVE neither waits for the writer nor holds it up, so a
+/// checkpoint's page copies and fsyncs stay off the request path's commits. Past
+/// `restart_at` frames it catches up once more and asks the writer to finish (see
+/// [`RESTART_WAL_AT`]).
+fn checkpoint(
+    connection: &Connection,
+    stop: &std::sync::mpsc::Receiver<()>,
+    every: Duration,
+    restart_at: i64,
+    restart_wanted: &AtomicBool,
+) {
+    // The frames in the WAL when the pass began.
+    let pass = || {
+        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        })
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        let caught_up = pass().and_then(|frames| match frames >= restart_at {
+            true => pass().map(|_| true),
+            false => Ok(false),
+        });
+        match caught_up {
+            Ok(true) => restart_wanted.store(true, Ordering::Release),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot checkpoint the store's WAL; it is tried again at the next turn");
+            }
         }
     }
 }
@@ -342,6 +405,77 @@ fn prepare<'db>(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
+    use prometheus_client::metrics::counter::Counter;
+
+    use super::{Write, Writer};
+    use crate::store::NewRequest;
+
+    /// Bytes 12-15 of the WAL's header, big-endian: one more each time it starts over.
+    fn wal_sequence(wal: &std::path::Path) -> u32 {
+        let mut header = [0_u8; 16];
+        std::fs::File::open(wal)
+            .unwrap()
+            .read_exact(&mut header)
+            .unwrap();
+        u32::from_be_bytes(header[12..16].try_into().unwrap())
+    }
+
+    /// Steady writes would grow the WAL to the writer's own bound and then stall every write
+    /// for the last copy; the checkpoint thread and the writer start it over long before.
+    #[tokio::test]
+    async fn under_steady_writes_the_wal_starts_over_long_before_the_writers_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(include_str!("../../migrations/0001_store.sql"))
+            .unwrap();
+        let every = std::time::Duration::from_millis(10);
+        let writer = Writer::start_checkpointing(&path, Counter::default(), every, 64).unwrap();
+        let submit = |n: usize| Write::Submitted {
+            request: NewRequest::sample(&format!("subject-{n}")),
+            first_poll_ms: 0,
+        };
+        writer.write(submit(0)).await.unwrap();
+        let wal = dir.path().join("store.db-wal");
+        let first = wal_sequence(&wal);
+        // Four writers with no pause between writes: a checkpoint pass always overlaps a
+        // commit, so the WAL cannot start over by itself (only at the writer's own bound,
+        // 16,384 frames: 67 MB). Stop once it has, or has grown past half of that.
+        let limit = 32 * 1024 * 1024;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let writing: Vec<_> = (0..4)
+            .map(|task| {
+                let writer = writer.clone();
+                let wal = wal.clone();
+                tokio::spawn(async move {
+                    for n in 0.. {
+                        let grown = std::fs::metadata(&wal).unwrap().len() > limit;
+                        if grown || std::time::Instant::now() > deadline {
+                            return;
+                        }
+                        writer
+                            .write(submit(task * 1_000_000 + n + 1))
+                            .await
+                            .unwrap();
+                        if n % 16 == 0 && wal_sequence(&wal) != first {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in writing {
+            task.await.unwrap();
+        }
+        let (size, last) = (std::fs::metadata(&wal).unwrap().len(), wal_sequence(&wal));
+        writer.stop().await;
+        assert_ne!(last, first, "the WAL never started over ({size} bytes)");
+        assert!(size <= limit, "the WAL grew to {size} bytes first");
+    }
+
     #[test]
     fn arguments_keep_their_numbers_whatever_their_order() {
         let db = rusqlite::Connection::open_in_memory().unwrap();
