@@ -12,8 +12,7 @@ use anyhow::Context;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tracing_actix_web::TracingLogger;
-use utoipa_actix_web::AppExt;
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config as SwaggerUiConfig, SwaggerUi};
 
 use crate::audit::{AuditLog, audit_middleware};
 use crate::auth::{CallerVerifier, refuse_token_in_url};
@@ -185,6 +184,9 @@ impl Application {
         registry.register_collector(Box::new(live_values(&state, &tokens)));
 
         let served_doc = routes::served_document(sandbox.is_some());
+        let openapi_json = web::Data::new(
+            routes::OpenApiJson::new(&served_doc).context("serialising the OpenAPI document")?,
+        );
 
         let mut undocumented_routes = vec![
             ("/openapi.json", Method::GET),
@@ -204,18 +206,19 @@ impl Application {
         let server_sandbox = sandbox.clone();
         let cors_settings = settings.cors.clone();
         let mut server = HttpServer::new(move || {
-            let (app, _) = App::new()
-                .into_utoipa_app()
+            let sandbox = server_sandbox.clone();
+            App::new()
                 .app_data(server_state.clone())
                 .app_data(server_verifier.clone())
                 .app_data(rate_limiter.clone())
                 .app_data(audit.clone())
                 .configure(routes::api)
-                .split_for_parts();
-            let sandbox = server_sandbox.clone();
-            app.route("/swagger-ui", web::get().to(redirect_to_swagger_ui))
+                .app_data(openapi_json.clone())
+                .route("/openapi.json", web::get().to(routes::serve_openapi_json))
+                .route("/swagger-ui", web::get().to(redirect_to_swagger_ui))
                 .service(
-                    SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", served_doc.clone()),
+                    SwaggerUi::new("/swagger-ui/{_:.*}")
+                        .config(SwaggerUiConfig::new(["/openapi.json"])),
                 )
                 .configure(move |config| {
                     if let Some(sandbox) = &sandbox {

@@ -9,13 +9,41 @@ mod qualifications;
 mod validation_codes;
 mod webhooks;
 
-use utoipa_actix_web::service_config::ServiceConfig;
+use actix_web::dev::HttpServiceFactory;
+use utoipa_actix_web::OpenApiFactory;
 
 pub use fallback::{RouteTable, fallback, head_as_get, matched_route};
-pub use openapi::{ApiDoc, openapi_document, served_document};
+pub use openapi::{ApiDoc, OpenApiJson, openapi_document, serve_openapi_json, served_document};
+
+/// Where [`api`] registers its routes: the document collects them (with their operations)
+/// through utoipa's config, once; each server worker takes them through actix's plain one, so a
+/// worker does not build the document again.
+pub trait RouteRegistry {
+    fn service<F>(&mut self, factory: F) -> &mut Self
+    where
+        F: HttpServiceFactory + OpenApiFactory + 'static;
+}
+
+impl RouteRegistry for actix_web::web::ServiceConfig {
+    fn service<F>(&mut self, factory: F) -> &mut Self
+    where
+        F: HttpServiceFactory + OpenApiFactory + 'static,
+    {
+        actix_web::web::ServiceConfig::service(self, factory)
+    }
+}
+
+impl RouteRegistry for utoipa_actix_web::service_config::ServiceConfig<'_> {
+    fn service<F>(&mut self, factory: F) -> &mut Self
+    where
+        F: HttpServiceFactory + OpenApiFactory + 'static,
+    {
+        utoipa_actix_web::service_config::ServiceConfig::service(self, factory)
+    }
+}
 
 /// The documented API: every route registered here is in the OpenAPI document, and only these.
-pub fn api(config: &mut ServiceConfig) {
+pub fn api<R: RouteRegistry>(config: &mut R) {
     config
         .service(qualifications::create_qualification)
         .service(qualifications::list_qualifications)

@@ -1,4 +1,4 @@
-use actix_web::App;
+use actix_web::{App, HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
@@ -109,6 +109,22 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     served_document(false)
 }
 
+/// What `/openapi.json` answers, serialised once at start: the document is 160 kB, the same for
+/// every request, and as a value several times that per copy.
+pub struct OpenApiJson(web::Bytes);
+
+impl OpenApiJson {
+    pub fn new(document: &utoipa::openapi::OpenApi) -> serde_json::Result<Self> {
+        Ok(Self(serde_json::to_vec(document)?.into()))
+    }
+}
+
+pub async fn serve_openapi_json(json: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(mime::APPLICATION_JSON)
+        .body(json.0.clone())
+}
+
 /// The document `/openapi.json` serves: the operations collected from the same route
 /// registration the server uses, plus the sandbox's own in sandbox mode, then the shared
 /// response conventions, once, over all of them.
@@ -116,7 +132,7 @@ pub fn served_document(sandbox: bool) -> utoipa::openapi::OpenApi {
     let mut document = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
-        .configure(super::api)
+        .configure(|config| super::api(config))
         .split_for_parts()
         .1;
     if sandbox {
