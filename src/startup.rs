@@ -189,7 +189,7 @@ impl Application {
         );
 
         let mut undocumented_routes = vec![
-            ("/openapi.json", Method::GET),
+            (routes::OPENAPI_JSON_PATH, Method::GET),
             ("/swagger-ui", Method::GET),
             ("/swagger-ui/", Method::GET),
             ("/swagger-ui/{file}", Method::GET),
@@ -214,11 +214,14 @@ impl Application {
                 .app_data(audit.clone())
                 .configure(routes::api)
                 .app_data(openapi_json.clone())
-                .route("/openapi.json", web::get().to(routes::serve_openapi_json))
+                .route(
+                    routes::OPENAPI_JSON_PATH,
+                    web::get().to(routes::serve_openapi_json),
+                )
                 .route("/swagger-ui", web::get().to(redirect_to_swagger_ui))
                 .service(
                     SwaggerUi::new("/swagger-ui/{_:.*}")
-                        .config(SwaggerUiConfig::new(["/openapi.json"])),
+                        .config(SwaggerUiConfig::new([routes::OPENAPI_JSON_PATH])),
                 )
                 .configure(move |config| {
                     if let Some(sandbox) = &sandbox {

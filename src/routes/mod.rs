@@ -13,7 +13,9 @@ use actix_web::dev::HttpServiceFactory;
 use utoipa_actix_web::OpenApiFactory;
 
 pub use fallback::{RouteTable, fallback, head_as_get, matched_route};
-pub use openapi::{ApiDoc, OpenApiJson, openapi_document, serve_openapi_json, served_document};
+pub use openapi::{
+    ApiDoc, OPENAPI_JSON_PATH, OpenApiJson, openapi_document, serve_openapi_json, served_document,
+};
 
 /// Where [`api`] registers its routes: the document collects them (with their operations)
 /// through utoipa's config, once; each server worker takes them through actix's plain one, so a

@@ -109,6 +109,9 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     served_document(false)
 }
 
+/// Where the document is served, and where Swagger UI fetches it from.
+pub const OPENAPI_JSON_PATH: &str = "/openapi.json";
+
 /// What `/openapi.json` answers, serialised once at start: the document is 160 kB, the same for
 /// every request, and as a value several times that per copy.
 pub struct OpenApiJson(web::Bytes);
