@@ -7,6 +7,8 @@
                           parent until it exits (so bench/run can stop and reap it cleanly)
   cold ...                1,000 concurrent first POSTs to a fresh gateway
   report ...              the report, from the runs bench/run recorded
+  faultmap MAPS           page-fault addresses (stdin, from `perf script -F addr`) by the
+                          mapping of MAPS (a copy of /proc/PID/maps) they fell in
 
 Only the standard library, except `mint` (pyjwt + cryptography, from target/bench-venv).
 Every loop here is bounded in count and in time.
@@ -14,6 +16,7 @@ Every loop here is bounded in count and in time.
 
 import argparse
 import asyncio
+import bisect
 import http.client
 import json
 import os
@@ -384,6 +387,37 @@ def cmd_report(args):
     sys.stdout.write(text)
 
 
+# ----------------------------------------------------------------------------- faultmap
+def cmd_faultmap(args):
+    # A mapping's name is its file, or the kernel's label ([heap], [stack]); anonymous
+    # mappings (mimalloc's arenas, thread stacks, glibc's thread arenas) have none.
+    maps = []
+    with open(args.maps) as f:
+        for line in f:
+            parts = line.split(None, 5)
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            name = parts[5].strip() if len(parts) > 5 else "[anonymous]"
+            maps.append((lo, hi, f"{name} ({parts[1]})"))
+    maps.sort()
+    starts = [m[0] for m in maps]
+    counts, total = {}, 0
+    for line in sys.stdin:
+        word = line.strip()
+        if not word:
+            continue
+        try:
+            addr = int(word, 16)
+        except ValueError:
+            continue
+        total += 1
+        i = bisect.bisect_right(starts, addr) - 1
+        key = maps[i][2] if i >= 0 and addr < maps[i][1] else "[not mapped at the end]"
+        counts[key] = counts.get(key, 0) + 1
+    print(f"# {total} page faults ({total * 4 / 1024:.1f} MiB at one 4 KiB page each), by mapping")
+    for key, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"{n:8d} {100 * n / max(total, 1):6.1f} %  {key}")
+
+
 # ----------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -423,6 +457,10 @@ def main():
     s.add_argument("--cold", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("faultmap")
+    s.add_argument("maps")
+    s.set_defaults(func=cmd_faultmap)
 
     args = ap.parse_args()
     args.func(args)
