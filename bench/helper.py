@@ -271,8 +271,8 @@ def cmd_report(args):
             "non2xx": sum(r["wrk"]["non2xx"] for r in rs),
             "requests": sum(r["wrk"]["requests"] for r in rs),
             "cpu": {
-                role: _med([r["cpu_pct"][role] for r in rs])
-                for role in ("standin", "proxy", "gateway", "wrk", "machine")
+                role: _med([r["cpu_pct"].get(role, 0.0) for r in rs])
+                for role in ("standin", "proxy", "gateway", "postgres", "wrk", "machine")
             },
             "log_bytes_per_req": _med(
                 [r["gw_log_bytes"] / r["wrk"]["requests"] for r in rs if r["wrk"]["requests"]]
@@ -287,7 +287,9 @@ def cmd_report(args):
     p(f"- machine: {meta.get('nproc', '?')} CPUs (`nproc`), {meta.get('cpu_model', '?')}, "
       f"kernel {meta.get('kernel', '?')}")
     p(f"- gateway: work tree at {meta.get('gateway_rev', '?')}, binary sha256 {meta.get('gateway_sha256', '?')[:16]}…, "
-      f"{meta.get('gateway_workers', '?')}; extra env: `{meta.get('gateway_extra_env') or '(none)'}`")
+      f"{meta.get('gateway_workers', '?')}; extra env: `{meta.get('gateway_extra_env') or '(none)'}`; "
+      f"store: {meta.get('store', 'sqlite')}; the POSTs cycle through {meta.get('customers', '?')} "
+      "customers per wrk thread")
     p(f"- tools: {meta.get('nginx_version', '?')}, {meta.get('wrk_version', '?')}; "
       f"wrk -t2 --latency, {meta.get('rounds', '?')} round(s) × {meta.get('duration', '?')} s "
       f"per target, {meta.get('warmup', '?')} s warm-up before each, targets interleaved")
@@ -298,9 +300,10 @@ def cmd_report(args):
     for method, conc in phases:
         p(f"## {method} c={conc}")
         p("")
+        pg = meta.get("store", "sqlite").startswith("postgres")
         p("| target | req/s (median) | req/s per round | p50 ms | p99 ms | max ms | socket errors | non-2xx "
-          "| CPU% stand-in | CPU% proxy | CPU% gateway | CPU% wrk | machine % |")
-        p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| CPU% stand-in | CPU% proxy | CPU% gateway " + ("| CPU% PostgreSQL " if pg else "") + "| CPU% wrk | machine % |")
+        p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if pg else "") + "---:|---:|")
         for t in TARGETS:
             s = summary(method, conc, t)
             if s is None:
@@ -309,8 +312,9 @@ def cmd_report(args):
             p(f"| {LABEL[t]} | {_fmt(s['rps'])} | {', '.join(_fmt(x) for x in s['rounds'])} "
               f"| {_fmt(s['p50_ms'], '.2f')} | {_fmt(s['p99_ms'], '.2f')} | {_fmt(s['max_ms'], '.1f')} "
               f"| {s['sock_err']} | {s['non2xx']} "
-              f"| {_fmt(c['standin'])} | {_fmt(c['proxy'])} | {_fmt(c['gateway'])} | {_fmt(c['wrk'])} "
-              f"| {_fmt(c['machine'])} |")
+              f"| {_fmt(c['standin'])} | {_fmt(c['proxy'])} | {_fmt(c['gateway'])} "
+              + (f"| {_fmt(c['postgres'])} " if pg else "")
+              + f"| {_fmt(c['wrk'])} | {_fmt(c['machine'])} |")
         d, px, g = (summary(method, conc, t) for t in TARGETS)
         if g and px and px["rps"]:
             p("")
