@@ -84,6 +84,118 @@ fn new_request(customer: &str) -> partner_gateway::store::NewRequest {
     }
 }
 
+async fn open_store(database: &Postgres) -> partner_gateway::store::Store {
+    let mut settings = partner_gateway::configuration::Settings::defaults()
+        .unwrap()
+        .store;
+    settings.url = Some(SecretString::from(database.url.clone()));
+    partner_gateway::store::Store::open(&settings, None, Default::default())
+        .await
+        .unwrap()
+}
+
+fn timeline(request: &partner_gateway::store::StoredRequest) -> Vec<&str> {
+    request.timeline.iter().map(|e| e.status.as_str()).collect()
+}
+
+/// On PostgreSQL each of the POST's two writes is one statement: the request, its first
+/// event and its customer's watch at once; then the answer and its event only when the
+/// request is still Submitted (a poll that got there first is left alone).
+#[tokio::test]
+async fn the_posts_writes_record_the_request_its_timeline_and_its_watch_on_postgresql() {
+    use partner_gateway::store::{PollResult, RequestOutcome, RequestStatus, Transition};
+    let database = Postgres::start();
+    let store = open_store(&database).await;
+    let customer = uuid::Uuid::new_v4().to_string();
+    let due = partner_gateway::store::now_ms() - 1;
+    let answered = new_request(&customer);
+    store.record_submitted(&answered, due).await.unwrap();
+    let id = answered.id.to_string();
+    let submitted = store.request(&id, None).await.unwrap().unwrap();
+    assert_eq!(submitted.status, RequestStatus::Submitted);
+    assert_eq!(submitted.education_segment.as_deref(), Some("K12"));
+    assert_eq!(submitted.http_status, None);
+    assert_eq!(timeline(&submitted), ["Submitted"]);
+
+    let in_review = RequestOutcome {
+        status: RequestStatus::InReview,
+        reason: Some("documents checked".into()),
+        http_status: Some(201),
+    };
+    store
+        .record_outcome(answered.id, &in_review, None)
+        .await
+        .unwrap();
+    let settled = store.request(&id, None).await.unwrap().unwrap();
+    assert_eq!(settled.status, RequestStatus::InReview);
+    assert_eq!(settled.status_reason.as_deref(), Some("documents checked"));
+    assert_eq!(settled.http_status, Some(201));
+    assert_eq!(timeline(&settled), ["Submitted", "InReview"]);
+    assert_eq!(
+        settled.timeline[1].reason.as_deref(),
+        Some("documents checked")
+    );
+    // A second answer for the same request (it is no longer Submitted) changes nothing.
+    store
+        .record_outcome(answered.id, &in_review, None)
+        .await
+        .unwrap();
+    let again = store.request(&id, None).await.unwrap().unwrap();
+    assert_eq!(timeline(&again), ["Submitted", "InReview"]);
+
+    // A poll moves the next request first: the late answer leaves it where the poll put it.
+    let polled_first = new_request(&customer);
+    store.record_submitted(&polled_first, due).await.unwrap();
+    let leased = store
+        .lease_due_watches("replica", 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1, "one watch for the customer's two requests");
+    assert_eq!(leased[0].customer_id, customer);
+    assert_eq!(leased[0].polls, 0, "a new request restarts the schedule");
+    let poll = PollResult {
+        transitions: vec![Transition {
+            request_id: polled_first.id.to_string(),
+            caller_app: polled_first.caller_app.clone(),
+            from: RequestStatus::Submitted,
+            to: RequestStatus::Approved,
+            reason: None,
+            notification: None,
+        }],
+        next_poll_ms: due,
+        polls: 1,
+    };
+    assert_eq!(
+        store.apply_poll(&customer, "replica", &poll).await.unwrap(),
+        1
+    );
+    store
+        .record_outcome(polled_first.id, &in_review, None)
+        .await
+        .unwrap();
+    let polled = store
+        .request(&polled_first.id.to_string(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(polled.status, RequestStatus::Approved);
+    assert_eq!(timeline(&polled), ["Submitted", "Approved"]);
+
+    // The poll left the customer watched after one poll; another request for it puts the
+    // watch back on the first wait.
+    store
+        .record_submitted(&new_request(&customer), due)
+        .await
+        .unwrap();
+    let restarted = store
+        .lease_due_watches("replica", 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(restarted.len(), 1);
+    assert_eq!(restarted[0].polls, 0);
+    store.close().await;
+}
+
 /// Replicas lease disjoint customers at once, and a dead replica's lease lapses to another.
 #[tokio::test]
 async fn concurrent_leases_never_overlap_and_a_dead_replicas_lease_is_taken_over() {
