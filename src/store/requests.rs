@@ -15,7 +15,7 @@ use crate::domain::{
 };
 use crate::partner_center::UpstreamError;
 
-use super::{Backend, Store, StoreError, int, now_ms, optional_int, optional_text, text};
+use super::{Store, StoreError, int, now_ms, optional_int, optional_text, text};
 
 /// Where a request stands. Submitted and InReview are open: the watcher follows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,16 +358,11 @@ impl Store {
                 })
                 .await;
         }
-        if self.backend == Backend::Postgres {
-            bind_new_request(sqlx::query(&SUBMIT_IN_ONE_STATEMENT), request, now_ms())
-                .bind(first_poll_ms)
-                .execute(&self.pool)
-                .await?;
-            return Ok(());
-        }
-        let mut tx = self.write().await?;
-        submit(&mut tx, request, first_poll_ms).await?;
-        tx.commit().await?;
+        // PostgreSQL (SQLite always has its writer).
+        bind_new_request(sqlx::query(&SUBMIT_IN_ONE_STATEMENT), request, now_ms())
+            .bind(first_poll_ms)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -390,7 +385,8 @@ impl Store {
                 })
                 .await;
         }
-        if self.backend == Backend::Postgres && notification.is_none() {
+        // PostgreSQL (SQLite always has its writer).
+        if notification.is_none() {
             bind_outcome(sqlx::query(&SETTLE_IN_ONE_STATEMENT), id, outcome, now_ms())
                 .execute(&self.pool)
                 .await?;
@@ -489,8 +485,8 @@ impl Store {
     }
 }
 
-// The request path's statements, shared by the pool's path (PostgreSQL, and SQLite's other
-// writers) and SQLite's writer thread, which renumbers the `$n`.
+// The request path's statements, shared by SQLite's writer thread (which renumbers the `$n`)
+// and PostgreSQL's statements below.
 
 pub(super) const INSERT_REQUEST: &str = "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, customer_id, \
      qualification, education_segment, website, validation_code_masked, ms_request_id, correlation_id, \
@@ -569,20 +565,6 @@ fn bind_outcome<'q>(
 }
 
 pub(super) const CALLER_APP: &str = "SELECT caller_app FROM qualification_requests WHERE id = $1";
-
-/// The statements of [`Store::record_submitted`], inside the caller's transaction.
-pub(super) async fn submit(
-    conn: &mut AnyConnection,
-    request: &NewRequest,
-    first_poll_ms: i64,
-) -> Result<(), sqlx::Error> {
-    let now = now_ms();
-    bind_new_request(sqlx::query(INSERT_REQUEST), request, now)
-        .execute(&mut *conn)
-        .await?;
-    insert_event(conn, &request.id.to_string(), "Submitted", None, now).await?;
-    super::watch::schedule_customer(conn, &request.customer_id, first_poll_ms, now).await
-}
 
 /// The statements of [`Store::record_outcome`], inside the caller's transaction.
 pub(super) async fn settle(

@@ -192,23 +192,8 @@ async fn reschedule(
     Ok(())
 }
 
-/// Customer `$1` polled from `$2` on (afresh when already watched), now `$3`.
+/// Customer `$1` polled from `$2` on (afresh when already watched), now `$3`. PostgreSQL's
+/// one-statement submit (`requests::SUBMIT_IN_ONE_STATEMENT`) repeats this upsert.
 pub(super) const SCHEDULE_CUSTOMER: &str = "INSERT INTO watches (customer_id, polls, next_poll_ms, lease_owner, lease_until_ms, created_ms) \
      VALUES ($1, 0, $2, NULL, 0, $3) \
      ON CONFLICT (customer_id) DO UPDATE SET polls = 0, next_poll_ms = excluded.next_poll_ms";
-
-/// A new request restarts its customer's schedule from the first wait.
-pub(super) async fn schedule_customer(
-    conn: &mut sqlx::AnyConnection,
-    customer_id: &str,
-    first_poll_ms: i64,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(SCHEDULE_CUSTOMER)
-        .bind(customer_id)
-        .bind(first_poll_ms)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
