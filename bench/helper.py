@@ -297,10 +297,10 @@ def cmd_report(args):
       "(200 % = both), machine % is of the whole machine")
     p("")
 
+    pg = meta.get("store", "sqlite").startswith("postgres")
     for method, conc in phases:
         p(f"## {method} c={conc}")
         p("")
-        pg = meta.get("store", "sqlite").startswith("postgres")
         p("| target | req/s (median) | req/s per round | p50 ms | p99 ms | max ms | socket errors | non-2xx "
           "| CPU% stand-in | CPU% proxy | CPU% gateway " + ("| CPU% PostgreSQL " if pg else "") + "| CPU% wrk | machine % |")
         p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if pg else "") + "---:|---:|")

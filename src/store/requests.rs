@@ -358,8 +358,20 @@ impl Store {
                 })
                 .await;
         }
-        // PostgreSQL (SQLite always has its writer).
-        bind_new_request(sqlx::query(&SUBMIT_IN_ONE_STATEMENT), request, now_ms())
+        // PostgreSQL (SQLite always has its writer): INSERT_REQUEST's `$1`…`$12`, then `$13`.
+        sqlx::query(&SUBMIT_IN_ONE_STATEMENT)
+            .bind(request.id.to_string())
+            .bind(&request.caller_issuer)
+            .bind(&request.caller_subject)
+            .bind(&request.caller_app)
+            .bind(&request.customer_id)
+            .bind(&request.qualification)
+            .bind(&request.education_segment)
+            .bind(&request.website)
+            .bind(&request.validation_code_masked)
+            .bind(&request.ms_request_id)
+            .bind(&request.correlation_id)
+            .bind(now_ms())
             .bind(first_poll_ms)
             .execute(&self.pool)
             .await?;
@@ -507,16 +519,14 @@ pub(super) const SETTLE_REQUEST: &str = "UPDATE qualification_requests SET statu
 // five (BEGIN, three statements, COMMIT), each of them holding a pool connection. SQLite
 // has no such clauses (its writer thread batches instead).
 
-/// [`INSERT_REQUEST`], its first event (a new ID has none before it) and
-/// [`SCHEDULE_CUSTOMER`](super::watch::SCHEDULE_CUSTOMER)'s upsert, with `$13` the first poll.
+/// [`INSERT_REQUEST`], its first event (a new ID has none before it) and the watch upsert,
+/// with `$13` the first poll.
 static SUBMIT_IN_ONE_STATEMENT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH request AS ({INSERT_REQUEST}), \
          event AS (INSERT INTO qualification_request_events (request_id, seq, status, reason, at_ms) \
-         VALUES ($1, 1, 'Submitted', NULL, $12)) \
-         INSERT INTO watches (customer_id, polls, next_poll_ms, lease_owner, lease_until_ms, created_ms) \
-         VALUES ($5, 0, $13, NULL, 0, $12) \
-         ON CONFLICT (customer_id) DO UPDATE SET polls = 0, next_poll_ms = excluded.next_poll_ms"
+         VALUES ($1, 1, 'Submitted', NULL, $12)) {}",
+        super::watch::schedule_customer_statement("$5", "$13", "$12")
     )
 });
 
@@ -531,23 +541,6 @@ static SETTLE_IN_ONE_STATEMENT: LazyLock<String> = LazyLock::new(|| {
 });
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
-/// [`INSERT_REQUEST`]'s arguments `$1`…`$12`.
-fn bind_new_request<'q>(query: Query<'q>, request: &'q NewRequest, now: i64) -> Query<'q> {
-    query
-        .bind(request.id.to_string())
-        .bind(&request.caller_issuer)
-        .bind(&request.caller_subject)
-        .bind(&request.caller_app)
-        .bind(&request.customer_id)
-        .bind(&request.qualification)
-        .bind(&request.education_segment)
-        .bind(&request.website)
-        .bind(&request.validation_code_masked)
-        .bind(&request.ms_request_id)
-        .bind(&request.correlation_id)
-        .bind(now)
-}
 
 /// [`SETTLE_REQUEST`]'s arguments `$1`…`$5`.
 fn bind_outcome<'q>(

@@ -1,6 +1,8 @@
 //! The watch schedule: one row per customer with open requests, leased by one replica at a
 //! time for each poll (PostgreSQL: `FOR UPDATE SKIP LOCKED`; a dead replica's lease lapses).
 
+use std::sync::LazyLock;
+
 use super::requests::{REQUEST_COLUMNS, RequestStatus, StoredRequest, insert_event};
 use super::{Store, StoreError, int, now_ms, text};
 
@@ -192,8 +194,20 @@ async fn reschedule(
     Ok(())
 }
 
-/// Customer `$1` polled from `$2` on (afresh when already watched), now `$3`. PostgreSQL's
-/// one-statement submit (`requests::SUBMIT_IN_ONE_STATEMENT`) repeats this upsert.
-pub(super) const SCHEDULE_CUSTOMER: &str = "INSERT INTO watches (customer_id, polls, next_poll_ms, lease_owner, lease_until_ms, created_ms) \
-     VALUES ($1, 0, $2, NULL, 0, $3) \
-     ON CONFLICT (customer_id) DO UPDATE SET polls = 0, next_poll_ms = excluded.next_poll_ms";
+/// Customer `$1` polled from `$2` on (afresh when already watched), now `$3`.
+pub(super) static SCHEDULE_CUSTOMER: LazyLock<String> =
+    LazyLock::new(|| schedule_customer_statement("$1", "$2", "$3"));
+
+/// The watch upsert with its arguments where the caller's statement has them: a new
+/// request restarts its customer's schedule from the first wait.
+pub(super) fn schedule_customer_statement(
+    customer_id: &str,
+    first_poll_ms: &str,
+    now: &str,
+) -> String {
+    format!(
+        "INSERT INTO watches (customer_id, polls, next_poll_ms, lease_owner, lease_until_ms, created_ms) \
+         VALUES ({customer_id}, 0, {first_poll_ms}, NULL, 0, {now}) \
+         ON CONFLICT (customer_id) DO UPDATE SET polls = 0, next_poll_ms = excluded.next_poll_ms"
+    )
+}

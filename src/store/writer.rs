@@ -367,7 +367,7 @@ fn apply(db: &Connection, write: &Write, now: i64) -> rusqlite::Result<()> {
                 now,
             ])?;
             prepare(db, INSERT_EVENT)?.execute(params![id, "Submitted", None::<&str>, now])?;
-            prepare(db, SCHEDULE_CUSTOMER)?.execute(params![
+            prepare(db, &SCHEDULE_CUSTOMER)?.execute(params![
                 request.customer_id,
                 first_poll_ms,
                 now

@@ -200,13 +200,7 @@ async fn the_posts_writes_record_the_request_its_timeline_and_its_watch_on_postg
 #[tokio::test]
 async fn concurrent_leases_never_overlap_and_a_dead_replicas_lease_is_taken_over() {
     let database = Postgres::start();
-    let mut settings = partner_gateway::configuration::Settings::defaults()
-        .unwrap()
-        .store;
-    settings.url = Some(SecretString::from(database.url.clone()));
-    let store = partner_gateway::store::Store::open(&settings, None, Default::default())
-        .await
-        .unwrap();
+    let store = open_store(&database).await;
     let due = partner_gateway::store::now_ms() - 1;
     for _ in 0..20 {
         store
