@@ -31,6 +31,13 @@ const BATCH: usize = 128;
 /// How often the checkpoint thread copies committed WAL pages into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
+/// WAL frames written between two checkpoint passes past which the next pass comes ten times
+/// sooner. Spread over many customers, POSTs write ~2 frames each (~20,000 a second under
+/// bench/run): at the idle pace one pass then had ~5,000 frames to copy, the WAL outgrew
+/// [`WRITER_CHECKPOINT_PAGES`] before it could start over, and the writer checkpointed
+/// inside its commits (~65 ms, every write waiting, four times a second).
+const BUSY_PASS_FRAMES: i64 = 256;
+
 /// WAL pages (4 KiB) past which the writer checkpoints on its own, at once: only a bound, for
 /// when the checkpoint thread falls behind (see [`RESTART_WAL_AT`]).
 pub(super) const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
@@ -42,7 +49,10 @@ pub(super) const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
 /// write waiting (the POST's p99 under bench/run). So the checkpoint thread, once past this
 /// size, makes a second pass to catch up and then asks the writer, between two batches, for
 /// the rest: the few frames committed since, and fsyncs with little left to flush. The next
-/// transaction then starts the WAL over.
+/// transaction then starts the WAL over, provided no checkpoint pass holds the WAL's first read
+/// lock as it begins: so the checkpoint thread makes none until that transaction is done.
+/// (Without that pause, under bench/run's c=256 load the WAL went seconds without starting
+/// over and the writer's own checkpoints at [`WRITER_CHECKPOINT_PAGES`] came back.)
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// How long a write waits for the pool's connection (the watcher, webhooks, idempotency)
@@ -180,6 +190,7 @@ fn run(
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
     let mut stops = Vec::new();
+    let mut restart_at_this_commit = false;
     // After `close`, the receiver still hands out what was queued, then ends.
     while let Some(first) = queue.blocking_recv() {
         let mut next = Some(first);
@@ -196,11 +207,17 @@ fn run(
             }
         }
         commit_batch(&mut connection, &mut batch, &ends.failures);
-        if ends.restart_wanted.swap(false, Ordering::AcqRel) {
-            // The writer's own copy of what the checkpoint thread has not. Nothing of its own
-            // is appended meanwhile, so it usually copies everything and the next transaction
-            // starts the WAL over; a write of the pool's connection, or a reader still on an
-            // older snapshot, can leave that to a later turn.
+        if restart_at_this_commit {
+            // That transaction began on a fully copied WAL and so started it over (unless a
+            // write of the pool's connection came between: then the checkpoint thread asks
+            // again). Its passes may go on.
+            restart_at_this_commit = false;
+            ends.restart_wanted.store(false, Ordering::Release);
+        } else if ends.restart_wanted.load(Ordering::Acquire) {
+            // The writer's own copy of what the checkpoint thread has not (which holds its
+            // passes meanwhile: a pass under way at the next BEGIN would keep the WAL from
+            // starting over). Nothing of its own is appended meanwhile, so it usually copies
+            // everything; a reader still on an older snapshot can leave that to a later turn.
             match checkpoint_passive(&connection) {
                 Ok(pass) if pass.busy || pass.copied < pass.frames => tracing::debug!(
                     busy = pass.busy,
@@ -213,6 +230,7 @@ fn run(
                     tracing::warn!(%error, "cannot finish the store's WAL checkpoint; the next turn tries again");
                 }
             }
+            restart_at_this_commit = true;
         }
     }
     end_checkpoints();
@@ -270,7 +288,8 @@ impl Failed {
     }
 }
 
-/// Copies committed WAL pages into the database `every` ([`CHECKPOINT_EVERY`]) until
+/// Copies committed WAL pages into the database `every` ([`CHECKPOINT_EVERY`]), and ten times
+/// as often while the WAL grows by more than [`BUSY_PASS_FRAMES`] between passes, until
 /// `stop`'s sender is dropped. PASSIVE neither waits for the writer nor holds it up, so a
 /// checkpoint's page copies and fsyncs stay off the request path's commits. Past
 /// `restart_at` frames it catches up once more and asks the writer to finish (see
@@ -282,10 +301,29 @@ fn checkpoint(
     restart_at: i64,
     restart_wanted: &AtomicBool,
 ) {
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+    let mut wait = every;
+    let mut last_frames = 0;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
+        if restart_wanted.load(Ordering::Acquire) {
+            // The writer is finishing; a pass now would hold the WAL's first read lock
+            // when its next transaction begins, and the WAL could not start over.
+            continue;
+        }
         // A second pass only past `restart_at`; the writer is asked only when that one ran
         // (not when another checkpoint, the writer's own, held the lock).
         let caught_up = checkpoint_passive(connection).and_then(|pass| {
+            if !pass.busy {
+                // Fewer frames than last time: the WAL has started over since.
+                let grown = match pass.frames >= last_frames {
+                    true => pass.frames - last_frames,
+                    false => pass.frames,
+                };
+                last_frames = pass.frames;
+                wait = match grown > BUSY_PASS_FRAMES {
+                    true => every / 10,
+                    false => every,
+                };
+            }
             match !pass.busy && pass.frames >= restart_at {
                 true => checkpoint_passive(connection).map(|again| !again.busy),
                 false => Ok(false),
@@ -448,15 +486,15 @@ mod tests {
         u32::from_be_bytes(header[12..16].try_into().unwrap())
     }
 
-    /// Steady writes would grow the WAL to the writer's own bound and then stall every write
-    /// for the last copy; the checkpoint thread and the writer start it over long before.
-    #[tokio::test]
-    async fn under_steady_writes_the_wal_starts_over_long_before_the_writers_bound() {
+    /// Four writers with no pause between writes against a writer whose checkpoint thread
+    /// passes `every` and asks for a restart past 64 frames, until the WAL has started over
+    /// `restarts` times, has grown past `limit` bytes or 30 s have passed: how often it
+    /// started over, and the WAL's size.
+    async fn steady_writes(every: std::time::Duration, restarts: u32, limit: u64) -> (u32, u64) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
         // Migrated as the gateway does it (every migration, not a copy of the first).
         crate::store::Store::open_sqlite(&path).await.close().await;
-        let every = std::time::Duration::from_millis(10);
         let writer = Writer::start_checkpointing(&path, Counter::default(), every, 64).unwrap();
         let submit = |n: usize| Write::Submitted {
             request: NewRequest::sample(&format!("subject-{n}")),
@@ -465,11 +503,6 @@ mod tests {
         writer.write(submit(0)).await.unwrap();
         let wal = dir.path().join("store.db-wal");
         let first = wal_sequence(&wal);
-        // Four writers with no pause between writes: a checkpoint pass practically always
-        // overlaps a commit, so the WAL does not start over by itself (only at the writer's
-        // own bound, 16,384 frames: 67 MB; with `restart_at` at i64::MAX this test fails,
-        // the WAL past 32 MiB). Stop once it has, or has grown past half of that.
-        let limit = 32 * 1024 * 1024;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let writing: Vec<_> = (0..4)
             .map(|task| {
@@ -485,7 +518,7 @@ mod tests {
                             .write(submit(task * 1_000_000 + n + 1))
                             .await
                             .unwrap();
-                        if n % 16 == 0 && wal_sequence(&wal) != first {
+                        if n % 16 == 0 && wal_sequence(&wal).wrapping_sub(first) >= restarts {
                             return;
                         }
                     }
@@ -497,8 +530,89 @@ mod tests {
         }
         let (size, last) = (std::fs::metadata(&wal).unwrap().len(), wal_sequence(&wal));
         writer.stop().await;
-        assert_ne!(last, first, "the WAL never started over ({size} bytes)");
+        (last.wrapping_sub(first), size)
+    }
+
+    /// Steady writes would grow the WAL to the writer's own bound and then stall every write
+    /// for the last copy; the checkpoint thread and the writer start it over long before.
+    #[tokio::test]
+    async fn under_steady_writes_the_wal_starts_over_long_before_the_writers_bound() {
+        // A checkpoint pass practically always overlaps a commit, so the WAL does not start
+        // over by itself (only at the writer's own bound, 16,384 frames: 67 MB; with
+        // `restart_at` at i64::MAX this test fails, the WAL past 32 MiB).
+        let limit = 32 * 1024 * 1024;
+        let (restarts, size) = steady_writes(std::time::Duration::from_millis(10), 1, limit).await;
+        assert!(restarts >= 1, "the WAL never started over ({size} bytes)");
         assert!(size <= limit, "the WAL grew to {size} bytes first");
+    }
+
+    /// With passes back to back (the checkpoint thread's pace under a heavy load) and held
+    /// while the writer finishes, the WAL keeps starting over.
+    #[tokio::test]
+    async fn with_passes_back_to_back_the_wal_keeps_starting_over() {
+        let limit = 8 * 1024 * 1024;
+        let (restarts, size) = steady_writes(std::time::Duration::from_millis(1), 20, limit).await;
+        assert!(
+            restarts >= 20 && size <= limit,
+            "the WAL started over {restarts} times and grew to {size} bytes"
+        );
+    }
+
+    /// A pass while the writer finishes would hold the WAL's first read lock as the writer's
+    /// next transaction begins, and the WAL could not start over.
+    #[test]
+    fn the_checkpoint_thread_makes_no_pass_while_a_restart_is_asked_for() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.pragma_update(None, "journal_mode", "WAL").unwrap();
+        db.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        db.execute_batch(
+            "CREATE TABLE pages (body BLOB); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) \
+             INSERT INTO pages SELECT randomblob(2000) FROM n;",
+        )
+        .unwrap();
+        // The rows are in the WAL only, until a pass copies them.
+        let database_size = || std::fs::metadata(&path).unwrap().len();
+        let before = database_size();
+        let wanted = Arc::new(AtomicBool::new(true));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let checkpointer = rusqlite::Connection::open(&path).unwrap();
+        let thread = {
+            let wanted = wanted.clone();
+            std::thread::spawn(move || {
+                super::checkpoint(
+                    &checkpointer,
+                    &stopped,
+                    Duration::from_millis(1),
+                    i64::MAX,
+                    &wanted,
+                )
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let held = database_size();
+        wanted.store(false, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while database_size() == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let after = database_size();
+        drop(stop);
+        thread.join().unwrap();
+        assert_eq!(
+            held, before,
+            "a pass copied pages while a restart was asked for"
+        );
+        assert!(
+            after > before,
+            "no pass copied the pages once the writer was done"
+        );
     }
 
     #[test]
