@@ -550,7 +550,7 @@ mod tests {
     /// while the writer finishes, the WAL keeps starting over.
     #[tokio::test]
     async fn with_passes_back_to_back_the_wal_keeps_starting_over() {
-        let limit = 8 * 1024 * 1024;
+        let limit = 32 * 1024 * 1024;
         let (restarts, size) = steady_writes(std::time::Duration::from_millis(1), 20, limit).await;
         assert!(
             restarts >= 20 && size <= limit,
