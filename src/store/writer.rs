@@ -49,10 +49,11 @@ pub(super) const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
 /// write waiting (the POST's p99 under bench/run). So the checkpoint thread, once past this
 /// size, makes a second pass to catch up and then asks the writer, between two batches, for
 /// the rest: the few frames committed since, and fsyncs with little left to flush. The next
-/// transaction then starts the WAL over, provided no checkpoint pass holds the WAL's first read
-/// lock as it begins: so the checkpoint thread makes none until that transaction is done.
-/// (Without that pause, under bench/run's c=256 load the WAL went seconds without starting
-/// over and the writer's own checkpoints at [`WRITER_CHECKPOINT_PAGES`] came back.)
+/// transaction then starts the WAL over, provided the writer's copy got everything: a pass of
+/// the checkpoint thread's under way meanwhile holds the checkpoint lock, and the writer's copy
+/// then copies nothing. So the thread makes none until that transaction is done. (Without
+/// that pause, under bench/run's c=256 load the WAL went seconds without starting over and
+/// the writer's own checkpoints at [`WRITER_CHECKPOINT_PAGES`] came back.)
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// How long a write waits for the pool's connection (the watcher, webhooks, idempotency)
@@ -215,9 +216,9 @@ fn run(
             ends.restart_wanted.store(false, Ordering::Release);
         } else if ends.restart_wanted.load(Ordering::Acquire) {
             // The writer's own copy of what the checkpoint thread has not (which holds its
-            // passes meanwhile: a pass under way at the next BEGIN would keep the WAL from
-            // starting over). Nothing of its own is appended meanwhile, so it usually copies
-            // everything; a reader still on an older snapshot can leave that to a later turn.
+            // passes meanwhile, so the checkpoint lock is free). Nothing of its own is appended
+            // meanwhile, so it usually copies everything; a reader still on an older snapshot
+            // can leave that to a later turn.
             match checkpoint_passive(&connection) {
                 Ok(pass) if pass.busy || pass.copied < pass.frames => tracing::debug!(
                     busy = pass.busy,
@@ -305,8 +306,8 @@ fn checkpoint(
     let mut last_frames = 0;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
         if restart_wanted.load(Ordering::Acquire) {
-            // The writer is finishing; a pass now would hold the WAL's first read lock
-            // when its next transaction begins, and the WAL could not start over.
+            // The writer is finishing: a pass now would hold the checkpoint lock its copy
+            // needs, and the WAL could not start over.
             continue;
         }
         // A second pass only past `restart_at`; the writer is asked only when that one ran
@@ -558,8 +559,8 @@ mod tests {
         );
     }
 
-    /// A pass while the writer finishes would hold the WAL's first read lock as the writer's
-    /// next transaction begins, and the WAL could not start over.
+    /// A pass while the writer finishes would hold the checkpoint lock the writer's copy
+    /// needs, and the WAL could not start over.
     #[test]
     fn the_checkpoint_thread_makes_no_pass_while_a_restart_is_asked_for() {
         use std::sync::Arc;
