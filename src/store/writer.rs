@@ -547,8 +547,9 @@ mod tests {
         assert!(size <= limit, "the WAL grew to {size} bytes first");
     }
 
-    /// With passes back to back (the checkpoint thread's pace under a heavy load) and held
-    /// while the writer finishes, the WAL keeps starting over.
+    /// With passes back to back (the checkpoint thread's pace under a heavy load), restart
+    /// after restart still gets through the handshake (the thread asks and pauses, the writer
+    /// finishes and lets it go on): the WAL keeps starting over.
     #[tokio::test]
     async fn with_passes_back_to_back_the_wal_keeps_starting_over() {
         let limit = 32 * 1024 * 1024;
