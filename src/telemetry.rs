@@ -264,7 +264,8 @@ impl RootSpanBuilder for GatewayRootSpan {
                     .request()
                     .extensions()
                     .get::<RequestStarted>()
-                    .map(|started| started.0.elapsed().as_secs_f64() * 1000.0),
+                    // Whole microseconds: `as_secs_f64() * 1000.0` printed as 9.882622000000001.
+                    .map(|started| started.0.elapsed().as_micros() as f64 / 1000.0),
             ),
             Err(error) => (error.as_response_error().status_code(), Some(error), None),
         };

@@ -218,6 +218,14 @@ async fn one_compact_access_line_per_request_and_a_refusal_is_one_line() {
     assert_eq!(access["http.path"], "/v1/validation-codes");
     assert_eq!(access["http.query_params"], "code", "names, never values");
     assert!(access["latency_ms"].as_f64().is_some());
+    let latency = access["latency_ms"].to_string();
+    assert!(
+        latency
+            .split('.')
+            .nth(1)
+            .is_none_or(|decimals| decimals.len() <= 3),
+        "latency in milliseconds to the microsecond, without float noise: {latency}"
+    );
     assert!(
         !access.to_string().contains("123456"),
         "no query value: {access}"
