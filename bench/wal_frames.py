@@ -25,6 +25,10 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POSTS, MEASURED, CUSTOMERS = 150_000, 50_000, 8_192
 
+# The writer thread's statements (src/store/requests.rs: INSERT_REQUEST, INSERT_EVENT,
+# SETTLE_REQUEST; src/store/watch.rs: schedule_customer_statement), numbered as SQLite reads
+# them and with the bench's constant columns written in: keep them in step.
+
 INSERT_REQUEST = (
     "INSERT INTO qualification_requests (id, caller_issuer, caller_subject, caller_app, "
     "customer_id, qualification, education_segment, website, validation_code_masked, "

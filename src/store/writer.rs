@@ -313,22 +313,25 @@ fn checkpoint(
         // A second pass only past `restart_at`; the writer is asked only when that one ran
         // (not when another checkpoint, the writer's own, held the lock).
         let caught_up = checkpoint_passive(connection).and_then(|pass| {
-            if !pass.busy {
-                // Fewer frames than last time: the WAL has started over since.
-                let grown = match pass.frames >= last_frames {
-                    true => pass.frames - last_frames,
-                    false => pass.frames,
-                };
-                last_frames = pass.frames;
-                wait = match grown > BUSY_PASS_FRAMES {
-                    true => every / 10,
-                    false => every,
-                };
+            if pass.busy {
+                return Ok(false);
             }
-            match !pass.busy && pass.frames >= restart_at {
-                true => checkpoint_passive(connection).map(|again| !again.busy),
-                false => Ok(false),
+            // Fewer frames than last time: the WAL has started over since.
+            let grown = if pass.frames >= last_frames {
+                pass.frames - last_frames
+            } else {
+                pass.frames
+            };
+            last_frames = pass.frames;
+            wait = if grown > BUSY_PASS_FRAMES {
+                every / 10
+            } else {
+                every
+            };
+            if pass.frames < restart_at {
+                return Ok(false);
             }
+            checkpoint_passive(connection).map(|again| !again.busy)
         });
         match caught_up {
             Ok(true) => restart_wanted.store(true, Ordering::Release),
