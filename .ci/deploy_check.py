@@ -220,7 +220,8 @@ def context():
     for source in sources:
         if not any(f == source or f.startswith(source.rstrip("/") + "/") for f in files):
             problems.append(f"context: COPY {source} but .dockerignore leaves it out (or it does not exist)")
-    needed = ["Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs", "benches/caller_verification.rs"]
+    needed = ["Cargo.toml", "Cargo.lock", "build.rs", "bench/symbol-order.txt", "src/main.rs", "src/lib.rs",
+              "benches/caller_verification.rs"]
     # What the code embeds at compile time from outside src/ (sqlx::migrate!("./migrations")).
     for source in ROOT.joinpath("src").rglob("*.rs"):
         for embedded in re.findall(r'migrate!\("\./([^"]+)"\)', source.read_text()):
@@ -232,7 +233,8 @@ def context():
         if any(f.startswith(banned) for f in files):
             problems.append(f"context: {banned} is sent to the builder")
     if not problems:
-        print(f"deploy-check: context: {len(files)} files sent (Cargo.toml, Cargo.lock, src/, migrations/, benches/)")
+        print(f"deploy-check: context: {len(files)} files sent (Cargo.toml, Cargo.lock, build.rs, src/, migrations/, benches/, "
+              "bench/symbol-order.txt)")
     return problems
 
 

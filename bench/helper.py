@@ -9,6 +9,8 @@
   report ...              the report, from the runs bench/run recorded
   faultmap MAPS           page-fault addresses (stdin, from `perf script -F addr`) by the
                           mapping of MAPS (a copy of /proc/PID/maps) they fell in
+  symbols ...             the binary's functions a callgrind run executed, most costly first
+                          (the link order of release builds, bench/symbol-order.txt)
 
 Only the standard library, except `mint` (pyjwt + cryptography, from target/bench-venv).
 Every loop here is bounded in count and in time.
@@ -422,6 +424,65 @@ def cmd_faultmap(args):
         print(f"{n:8d} {100 * n / max(total, 1):6.1f} %  {key}")
 
 
+# ---------------------------------------------------------------------------- symbols
+def executed_symbols(callgrind_path, object_suffix):
+    """Every function of the object that ran (self cost or called), with its self cost in Ir.
+
+    Callgrind's format compresses names: `fn=(12) name` the first time, `fn=(12)` after;
+    `ob=`/`cob=` name the object of a function and of a callee; a cost line after `calls=`
+    is the call's inclusive cost, not the caller's own."""
+    objects, names, cost = {}, {}, {}
+    current_object = current_fn = callee_object = None
+    after_calls = False
+
+    def lookup(table, rest):
+        ident, _, name = rest.partition(" ")
+        if name:
+            table[ident] = name
+        return table[ident]
+
+    with open(callgrind_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            key, eq, rest = line.partition("=")
+            if eq and key in ("ob", "cob", "fn", "cfn"):
+                if key == "ob":
+                    current_object = lookup(objects, rest)
+                elif key == "cob":
+                    callee_object = lookup(objects, rest)
+                elif key == "fn":
+                    current_fn = (current_object, lookup(names, rest))
+                    cost.setdefault(current_fn, 0)
+                    callee_object = None
+                else:
+                    cost.setdefault((callee_object or current_object, lookup(names, rest)), 0)
+                    callee_object = None
+                continue
+            if eq and key == "calls":
+                after_calls = True
+                continue
+            if line[:1].isdigit() or line[:1] in "+-*":
+                if after_calls:
+                    after_calls = False
+                elif current_fn is not None:
+                    fields = line.split()
+                    if len(fields) >= 2:
+                        cost[current_fn] += int(fields[1])
+    return {name: c for (obj, name), c in cost.items() if obj and obj.endswith(object_suffix)}
+
+
+def cmd_symbols(args):
+    executed = executed_symbols(args.callgrind, "/" + os.path.basename(args.binary))
+    # Only names the binary has (callgrind also names code it found no symbol for).
+    nm = subprocess.run(["nm", "--defined-only", args.binary], capture_output=True, text=True,
+                        check=True, timeout=120)
+    in_binary = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}
+    ordered = sorted((n for n in executed if n in in_binary), key=lambda n: (-executed[n], n))
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write("".join(n + "\n" for n in ordered))
+    print(json.dumps({"executed": len(executed), "written": len(ordered), "out": args.out}))
+
+
 # ----------------------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -465,6 +526,12 @@ def main():
     s = sub.add_parser("faultmap")
     s.add_argument("maps")
     s.set_defaults(func=cmd_faultmap)
+
+    s = sub.add_parser("symbols")
+    s.add_argument("--callgrind", required=True)
+    s.add_argument("--binary", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_symbols)
 
     args = ap.parse_args()
     args.func(args)
