@@ -17,6 +17,11 @@ fn main() {
     if !(release && linked_by_lld) {
         return;
     }
+    let bin = "cargo:rustc-link-arg-bin=partner-gateway";
+    // The ~35,000 relative relocations of a position-independent binary in compact form
+    // (DT_RELR, glibc 2.36+: Debian 12, as the image): the loader reads ~10 KiB at start
+    // instead of 822 KiB, which stayed resident.
+    println!("{bin}=-Wl,-z,pack-relative-relocs");
     let list =
         Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join(SYMBOL_ORDER);
     if !list.is_file() {
@@ -25,7 +30,6 @@ fn main() {
         );
         return;
     }
-    let bin = "cargo:rustc-link-arg-bin=partner-gateway";
     println!("{bin}=-Wl,--symbol-ordering-file={}", list.display());
     println!("{bin}=-Wl,--no-warn-symbol-ordering");
 }
