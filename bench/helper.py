@@ -344,6 +344,16 @@ def cmd_report(args):
     p("")
     p(f"- peak RSS (VmHWM) after the c=256 runs: **{_fmt(hwm_256, '.1f')} MiB**; at the end: "
       f"{_fmt(hwm_end, '.1f')} MiB; the cold-burst instance after its 1,000 POSTs: {_fmt(hwm_cold, '.1f')} MiB")
+    parts = [int(x) / 1024 for x in meta.get("rss_parts_kib_after_256", "").split()]
+    if len(parts) == 4:
+        p(f"- resident after the c=256 runs: the binary's code {parts[0]:.1f} MiB, its other pages "
+          f"{parts[1]:.1f} MiB, anonymous memory (heap, stacks) {parts[2]:.1f} MiB, other files "
+          f"{parts[3]:.1f} MiB")
+    held = meta.get("symbol_order_held_listed", "").split()
+    if len(held) == 2:
+        p(f"- link order (bench/symbol-order.txt, see build.rs): {held[0]} of its {held[1]} functions are "
+          f"in this binary; far fewer means the list is stale: `BENCH_PROFILE=1 BENCH_PROFILE_TOOL=symbols "
+          f"bench/run`, then rebuild")
     p(f"- readiness (spawn → first /readyz 200, polled every 2 ms), per start: "
       f"**{', '.join(_fmt(x, '.1f') for x in ready_ms) or 'n/a'} ms** (median {_fmt(ready_med, '.1f')}); "
       f"first HTTP answer at {', '.join(_fmt(x, '.1f') for x in first_ms)} ms")
