@@ -1,9 +1,10 @@
-//! Release builds place the functions the gateway runs next to each other: lld's
-//! `--symbol-ordering-file` with bench/symbol-order.txt (made by
-//! `BENCH_PROFILE=1 BENCH_PROFILE_TOOL=symbols bench/run`). Fat LTO scatters the ~4,000
-//! functions a start and the request path run among ~19,000, so nearly every page of code
-//! became resident (12.5 of 14.8 MiB); grouped, 6.2 MiB. A stale list costs only pages:
-//! renamed symbols are skipped.
+//! Link settings of release builds of the binary, where rustc links with its lld:
+//! - The functions the gateway runs are placed next to each other (`--symbol-ordering-file`
+//!   with bench/symbol-order.txt, made by `BENCH_PROFILE=1 BENCH_PROFILE_TOOL=symbols
+//!   bench/run`). Fat LTO scatters the ~4,100 functions a start and the request path run
+//!   among ~19,000, so nearly every page of code became resident (12.5 of 14.8 MiB at
+//!   c=256); grouped, 6.2 MiB. A stale list costs only pages: renamed symbols are skipped.
+//! - Relative relocations are packed (DT_RELR).
 use std::{env, path::Path};
 
 const SYMBOL_ORDER: &str = "bench/symbol-order.txt";
@@ -12,15 +13,17 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={SYMBOL_ORDER}");
     let release = env::var("PROFILE").as_deref() == Ok("release");
-    // rustc links this target with its own lld since Rust 1.90; other linkers lack the flag.
-    let linked_by_lld = env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
+    // rustc links this target with its own lld since Rust 1.90; the system's linker (GNU ld)
+    // lacks the ordering flag. A linker chosen by hand (-C linker) must be lld as well.
+    let linked_by_lld = env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu")
+        && rustc_minor_version().is_some_and(|minor| minor >= 90);
     if !(release && linked_by_lld) {
         return;
     }
     let bin = "cargo:rustc-link-arg-bin=partner-gateway";
-    // The ~35,000 relative relocations of a position-independent binary in compact form
-    // (DT_RELR, glibc 2.36+: Debian 12, as the image): the loader reads ~10 KiB at start
-    // instead of 822 KiB, which stayed resident.
+    // The ~35,000 relative relocations of a position-independent binary, in compact form
+    // (glibc 2.36+: Debian 12, as the image): the loader reads 14 KiB at start instead of
+    // 822 KiB, which stayed resident.
     println!("{bin}=-Wl,-z,pack-relative-relocs");
     let list =
         Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join(SYMBOL_ORDER);
@@ -32,4 +35,21 @@ fn main() {
     }
     println!("{bin}=-Wl,--symbol-ordering-file={}", list.display());
     println!("{bin}=-Wl,--no-warn-symbol-ordering");
+}
+
+/// 95 for "rustc 1.95.0 (59807616e 2026-04-14)".
+fn rustc_minor_version() -> Option<u32> {
+    let rustc = env::var_os("RUSTC")?;
+    let output = std::process::Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let version = String::from_utf8(output.stdout).ok()?;
+    version
+        .split_whitespace()
+        .nth(1)?
+        .split('.')
+        .nth(1)?
+        .parse()
+        .ok()
 }
