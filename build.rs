@@ -16,7 +16,7 @@ fn main() {
     // rustc links this target with its own lld since Rust 1.90; the system's linker (GNU ld)
     // lacks the ordering flag. A linker chosen by hand (-C linker) must be lld as well.
     let linked_by_lld = env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu")
-        && rustc_minor_version().is_some_and(|minor| minor >= 90);
+        && version_check::is_min_version("1.90.0").unwrap_or(false);
     if !(release && linked_by_lld) {
         return;
     }
@@ -35,21 +35,4 @@ fn main() {
     }
     println!("{bin}=-Wl,--symbol-ordering-file={}", list.display());
     println!("{bin}=-Wl,--no-warn-symbol-ordering");
-}
-
-/// 95 for "rustc 1.95.0 (59807616e 2026-04-14)".
-fn rustc_minor_version() -> Option<u32> {
-    let rustc = env::var_os("RUSTC")?;
-    let output = std::process::Command::new(rustc)
-        .arg("--version")
-        .output()
-        .ok()?;
-    let version = String::from_utf8(output.stdout).ok()?;
-    version
-        .split_whitespace()
-        .nth(1)?
-        .split('.')
-        .nth(1)?
-        .parse()
-        .ok()
 }
