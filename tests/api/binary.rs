@@ -11,7 +11,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{AUDIENCE, CUSTOMER, ISSUER, PARTNER_TENANT, mount_jwks};
+use crate::helpers::{AUDIENCE, CUSTOMER, ISSUER, PARTNER_TENANT, gateway_command, mount_jwks};
 use partner_gateway::sandbox::SigningKey;
 
 /// The binary on free loopback ports, its JSON log collected; killed if the test fails
@@ -456,4 +456,36 @@ async fn two_gateway_processes_on_one_postgres_poll_each_request_once_and_share_
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first_body);
     partner_center.verify().await;
+}
+
+/// The binary allocates with jemalloc as main.rs sets it up (two arenas, pages free for 50 ms
+/// purged by jemalloc's own thread), and an operator's `MALLOC_CONF` still overrides it.
+#[test]
+fn the_binary_runs_on_jemalloc_with_its_settings_which_malloc_conf_overrides() {
+    let options = |malloc_conf: &str| {
+        let output = gateway_command()
+            .arg("openapi")
+            .env("MALLOC_CONF", malloc_conf)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        // stats_print: jemalloc prints its options (and statistics) to stderr at exit.
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let shipped = options("stats_print:true");
+    for option in [
+        "opt.narenas: 2\n",
+        "opt.background_thread: true",
+        "opt.dirty_decay_ms: 50 ",
+        "opt.muzzy_decay_ms: 0 ",
+        "opt.tcache_max: 4096\n",
+    ] {
+        assert!(shipped.contains(option), "no {option:?} in:\n{shipped}");
+    }
+    let overridden = options("stats_print:true,narenas:3,dirty_decay_ms:1000");
+    assert!(overridden.contains("opt.narenas: 3\n"), "{overridden}");
+    assert!(
+        overridden.contains("opt.dirty_decay_ms: 1000 "),
+        "{overridden}"
+    );
 }
