@@ -481,16 +481,69 @@ def executed_symbols(callgrind_path, object_suffix):
     return {name: c for (obj, name), c in cost.items() if obj and obj.endswith(object_suffix)}
 
 
+def faulting_functions(faults_path, maps_path, binary, functions):
+    """The functions of `binary` (sorted (address, size, name)) holding the code addresses of
+    `faults_path` (perf script -F addr), in first-fault order; `maps_path` is a copy of the
+    process's /proc/PID/maps, which places the binary's executable mapping."""
+    text = None
+    with open(maps_path) as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) > 5 and parts[5].strip() == os.path.abspath(binary) and "x" in parts[1]:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                text = (lo, hi, int(parts[2], 16))
+    if text is None:
+        raise SystemExit(f"{maps_path} has no executable mapping of {binary}")
+    # File offset -> address in the ELF: the executable segment's p_offset and p_vaddr.
+    headers = subprocess.run(["readelf", "-lW", binary], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+    segment = next(line.split() for line in headers.splitlines()
+                   if line.split()[:1] == ["LOAD"] and "E" in line.split()[-2])
+    p_offset, p_vaddr = int(segment[1], 16), int(segment[2], 16)
+    starts = [f[0] for f in functions]
+    seen, order = set(), []
+    with open(faults_path) as f:
+        for line in f:
+            try:
+                addr = int(line.strip(), 16)
+            except ValueError:
+                continue
+            if not text[0] <= addr < text[1]:
+                continue
+            elf_addr = addr - text[0] + text[2] - p_offset + p_vaddr
+            i = bisect.bisect_right(starts, elf_addr) - 1
+            if i >= 0 and elf_addr < functions[i][0] + max(functions[i][1], 1):
+                name = functions[i][2]
+                if name not in seen:
+                    seen.add(name)
+                    order.append(name)
+    return order
+
+
 def cmd_symbols(args):
     executed = executed_symbols(args.callgrind, "/" + os.path.basename(args.binary))
     # Only names the binary has (callgrind also names code it found no symbol for).
-    nm = subprocess.run(["nm", "--defined-only", args.binary], capture_output=True, text=True,
-                        check=True, timeout=120)
-    in_binary = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}
+    nm = subprocess.run(["nm", "-S", "--defined-only", args.binary], capture_output=True,
+                        text=True, check=True, timeout=120)
+    in_binary, functions = set(), []
+    for line in nm.stdout.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        in_binary.add(fields[-1])
+        if len(fields) == 4 and fields[2] in "tTwW":
+            functions.append((int(fields[0], 16), int(fields[1], 16), fields[3]))
+    functions.sort()
     ordered = sorted((n for n in executed if n in in_binary), key=lambda n: (-executed[n], n))
+    faulted = []
+    if args.faults:
+        listed = set(ordered)
+        faulted = [n for n in faulting_functions(args.faults, args.maps, args.binary, functions)
+                   if n not in listed]
     with open(args.out, "w", encoding="utf-8") as f:
-        f.write("".join(n + "\n" for n in ordered))
-    print(json.dumps({"executed": len(executed), "written": len(ordered), "out": args.out}))
+        f.write("".join(n + "\n" for n in ordered + faulted))
+    print(json.dumps({"executed": len(executed), "written": len(ordered) + len(faulted),
+                      "from_page_faults": len(faulted), "out": args.out}))
 
 
 # ----------------------------------------------------------------------------- main
@@ -540,6 +593,8 @@ def main():
     s = sub.add_parser("symbols")
     s.add_argument("--callgrind", required=True)
     s.add_argument("--binary", required=True)
+    s.add_argument("--faults", help="perf script -F addr of page faults under the loads")
+    s.add_argument("--maps", help="/proc/PID/maps of that process (with --faults)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_symbols)
 
