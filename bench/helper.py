@@ -497,8 +497,10 @@ def faulting_functions(faults_path, maps_path, binary, functions):
     # File offset -> address in the ELF: the executable segment's p_offset and p_vaddr.
     headers = subprocess.run(["readelf", "-lW", binary], capture_output=True, text=True,
                              check=True, timeout=60).stdout
-    segment = next(line.split() for line in headers.splitlines()
-                   if line.split()[:1] == ["LOAD"] and "E" in line.split()[-2])
+    segment = next((line.split() for line in headers.splitlines()
+                    if line.split()[:1] == ["LOAD"] and "E" in line.split()[-2]), None)
+    if segment is None:
+        raise SystemExit(f"{binary} has no executable LOAD segment (readelf -lW)")
     p_offset, p_vaddr = int(segment[1], 16), int(segment[2], 16)
     starts = [f[0] for f in functions]
     seen, order = set(), []

@@ -13,7 +13,8 @@ use partner_gateway::telemetry::{TraceExport, get_subscriber_with_export, init_s
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's settings, read as it starts (`MALLOC_CONF` in the environment comes after them,
-/// so an operator can override any), each measured under bench/run (README, Performance):
+/// so an operator can override any); what they did under bench/run is in the README's
+/// Performance section:
 /// - two arenas whatever the node's CPU count (jemalloc's default is four per CPU it sees,
 ///   not per CPU the pod may use);
 /// - pages left free for 50 ms go back to the kernel, purged by jemalloc's own thread rather
