@@ -404,17 +404,22 @@ def cmd_report(args):
 
 
 # ----------------------------------------------------------------------------- faultmap
-def cmd_faultmap(args):
-    # A mapping's name is its file, or the kernel's label ([heap], [stack]); anonymous
-    # mappings (mimalloc's arenas, thread stacks, glibc's thread arenas) have none.
+def read_maps(path):
+    """A copy of /proc/PID/maps as sorted (start, end, permissions, file offset, name). A
+    mapping's name is its file, or the kernel's label ([heap], [stack]); anonymous mappings
+    (the allocator's arenas, thread stacks) have none: "[anonymous]"."""
     maps = []
-    with open(args.maps) as f:
+    with open(path) as f:
         for line in f:
             parts = line.split(None, 5)
             lo, hi = (int(x, 16) for x in parts[0].split("-"))
             name = parts[5].strip() if len(parts) > 5 else "[anonymous]"
-            maps.append((lo, hi, f"{name} ({parts[1]})"))
-    maps.sort()
+            maps.append((lo, hi, parts[1], int(parts[2], 16), name))
+    return sorted(maps)
+
+
+def cmd_faultmap(args):
+    maps = [(lo, hi, f"{name} ({perms})") for lo, hi, perms, _, name in read_maps(args.maps)]
     starts = [m[0] for m in maps]
     counts, total = {}, 0
     for line in sys.stdin:
@@ -485,13 +490,8 @@ def faulting_functions(faults_path, maps_path, binary, functions):
     """The functions of `binary` (sorted (address, size, name)) holding the code addresses of
     `faults_path` (perf script -F addr), in first-fault order; `maps_path` is a copy of the
     process's /proc/PID/maps, which places the binary's executable mapping."""
-    text = None
-    with open(maps_path) as f:
-        for line in f:
-            parts = line.split(None, 5)
-            if len(parts) > 5 and parts[5].strip() == os.path.abspath(binary) and "x" in parts[1]:
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                text = (lo, hi, int(parts[2], 16))
+    text = next(((lo, hi, offset) for lo, hi, perms, offset, name in read_maps(maps_path)
+                 if name == os.path.abspath(binary) and "x" in perms), None)
     if text is None:
         raise SystemExit(f"{maps_path} has no executable mapping of {binary}")
     # File offset -> address in the ELF: the executable segment's p_offset and p_vaddr.
