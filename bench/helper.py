@@ -486,9 +486,10 @@ def executed_symbols(callgrind_path, object_suffix):
     return {name: c for (obj, name), c in cost.items() if obj and obj.endswith(object_suffix)}
 
 
-def faulting_functions(faults_path, maps_path, binary, functions):
+def functions_seen(faults_path, maps_path, binary, functions):
     """The functions of `binary` (sorted (address, size, name)) holding the code addresses of
-    `faults_path` (perf script -F addr), in first-fault order; `maps_path` is a copy of the
+    `faults_path` (perf script -F addr of page faults, -F ip of samples), in first-seen
+    order; `maps_path` is a copy of the
     process's /proc/PID/maps, which places the binary's executable mapping."""
     text = next(((lo, hi, offset) for lo, hi, perms, offset, name in read_maps(maps_path)
                  if name == os.path.abspath(binary) and "x" in perms), None)
@@ -540,12 +541,12 @@ def cmd_symbols(args):
     faulted = []
     if args.faults:
         listed = set(ordered)
-        faulted = [n for n in faulting_functions(args.faults, args.maps, args.binary, functions)
+        faulted = [n for n in functions_seen(args.faults, args.maps, args.binary, functions)
                    if n not in listed]
     with open(args.out, "w", encoding="utf-8") as f:
         f.write("".join(n + "\n" for n in ordered + faulted))
     print(json.dumps({"executed": len(executed), "written": len(ordered) + len(faulted),
-                      "from_page_faults": len(faulted), "out": args.out}))
+                      "from_native_run": len(faulted), "out": args.out}))
 
 
 # ----------------------------------------------------------------------------- main
@@ -595,7 +596,8 @@ def main():
     s = sub.add_parser("symbols")
     s.add_argument("--callgrind", required=True)
     s.add_argument("--binary", required=True)
-    s.add_argument("--faults", help="perf script -F addr of page faults under the loads")
+    s.add_argument("--faults", help="code addresses seen under the loads run natively: perf "
+                   "script -F addr of page faults, -F ip of CPU samples")
     s.add_argument("--maps", help="/proc/PID/maps of that process (with --faults)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_symbols)

@@ -17,5 +17,6 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod watcher;
 pub mod webhooks;

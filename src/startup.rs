@@ -82,13 +82,16 @@ impl Application {
         let (metrics, mut registry) = Metrics::new();
 
         // One HTTP client for Entra and the JWKS endpoint (their calls set shorter timeouts of
-        // their own); Partner Center's calls get one per worker thread, alike.
+        // their own); Partner Center's calls get one per worker thread, alike. They and the
+        // webhooks' client share one TLS set-up, the platform's roots parsed once.
         let (connect_timeout, request_timeout) = (
             settings.partner_center.connect_timeout(),
             settings.partner_center.request_timeout(),
         );
+        let tls = crate::tls::client_config()?;
+        let partner_center_tls = tls.clone();
         let build_http = move || {
-            reqwest::Client::builder()
+            crate::tls::client_builder(&partner_center_tls)
                 .connect_timeout(connect_timeout)
                 .timeout(request_timeout)
                 .user_agent(concat!("partner-gateway/", env!("CARGO_PKG_VERSION")))
@@ -160,6 +163,7 @@ impl Application {
             DeliveryWorker::new(
                 store.clone(),
                 &settings.webhooks,
+                &tls,
                 metrics.clone(),
                 owner.clone(),
             )?

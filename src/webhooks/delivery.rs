@@ -36,11 +36,12 @@ impl DeliveryWorker {
     pub fn new(
         store: Store,
         settings: &WebhookSettings,
+        tls: &rustls::ClientConfig,
         metrics: Metrics,
         owner: String,
     ) -> anyhow::Result<Self> {
         let policy = CallbackPolicy::new(settings);
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder(tls)
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms.min(5_000)))
             // A redirect could point anywhere: it is a failed delivery, not a hop to follow.
