@@ -489,8 +489,8 @@ def executed_symbols(callgrind_path, object_suffix):
 def functions_seen(faults_path, maps_path, binary, functions):
     """The functions of `binary` (sorted (address, size, name)) holding the code addresses of
     `faults_path` (perf script -F addr of page faults, -F ip of samples), in first-seen
-    order; `maps_path` is a copy of the
-    process's /proc/PID/maps, which places the binary's executable mapping."""
+    order; `maps_path` is a copy of the process's /proc/PID/maps, which places the binary's
+    executable mapping."""
     text = next(((lo, hi, offset) for lo, hi, perms, offset, name in read_maps(maps_path)
                  if name == os.path.abspath(binary) and "x" in perms), None)
     if text is None:
