@@ -538,15 +538,15 @@ def cmd_symbols(args):
             functions.append((int(fields[0], 16), int(fields[1], 16), fields[3]))
     functions.sort()
     ordered = sorted((n for n in executed if n in in_binary), key=lambda n: (-executed[n], n))
-    faulted = []
+    seen_natively = []
     if args.faults:
         listed = set(ordered)
-        faulted = [n for n in functions_seen(args.faults, args.maps, args.binary, functions)
-                   if n not in listed]
+        seen = functions_seen(args.faults, args.maps, args.binary, functions)
+        seen_natively = [n for n in seen if n not in listed]
     with open(args.out, "w", encoding="utf-8") as f:
-        f.write("".join(n + "\n" for n in ordered + faulted))
-    print(json.dumps({"executed": len(executed), "written": len(ordered) + len(faulted),
-                      "from_native_run": len(faulted), "out": args.out}))
+        f.write("".join(n + "\n" for n in ordered + seen_natively))
+    print(json.dumps({"executed": len(executed), "written": len(ordered) + len(seen_natively),
+                      "from_native_run": len(seen_natively), "out": args.out}))
 
 
 # ----------------------------------------------------------------------------- main
