@@ -19,12 +19,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   not per CPU the pod may use);
 /// - pages left free for 50 ms go back to the kernel, purged by jemalloc's own thread rather
 ///   than on the request path: at 1 s the peak was ~2 MiB higher, at 0 (purged inline) the
-///   POSTs lost 40 % of their rate;
+///   POSTs lost 40 % of their rate; one such thread, not one per CPU (two arenas need no
+///   more);
 /// - threads cache freed blocks of up to 4 KiB (jemalloc's default: 32 KiB); larger ones,
 ///   connections' 8 KiB buffers among them, go back to the arena: ~1.5 MiB off the peak.
 #[unsafe(export_name = "malloc_conf")]
 static MALLOC_CONF: &u8 =
-    &b"narenas:2,background_thread:true,dirty_decay_ms:50,muzzy_decay_ms:0,tcache_max:4096\0"[0];
+    &b"narenas:2,background_thread:true,max_background_threads:1,dirty_decay_ms:50,muzzy_decay_ms:0,tcache_max:4096\0"[0];
 
 /// An internal gateway in front of Microsoft Partner Center's customer qualification API.
 #[derive(Parser)]
@@ -133,7 +134,13 @@ fn main() -> anyhow::Result<()> {
         stdout,
         export.as_ref(),
     ));
-    let served = tokio::runtime::Runtime::new()?.block_on(serve(settings));
+    // One thread for what is not a request (start, the watcher, deliveries, the drain):
+    // requests run on actix's workers, each with a runtime of its own, so a multi-thread
+    // runtime here only added idle threads competing for the same CPUs.
+    let served = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(settings));
     if let Some(export) = export {
         export.shutdown();
     }
