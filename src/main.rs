@@ -19,8 +19,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   not per CPU the pod may use);
 /// - pages left free for 50 ms go back to the kernel, purged by jemalloc's own thread rather
 ///   than on the request path: at 1 s the peak was ~2 MiB higher, at 0 (purged inline) the
-///   POSTs lost 40 % of their rate; one such thread, not one per CPU (two arenas need no
-///   more);
+///   POSTs lost 40 % of their rate; one such thread serves both arenas (jemalloc's default
+///   is one per CPU: a thread more with nothing of its own to purge);
 /// - threads cache freed blocks of up to 4 KiB (jemalloc's default: 32 KiB); larger ones,
 ///   connections' 8 KiB buffers among them, go back to the arena: ~1.5 MiB off the peak.
 #[unsafe(export_name = "malloc_conf")]
