@@ -221,8 +221,11 @@ async def _cold(args, request):
 
 
 # ----------------------------------------------------------------------------- report
-TARGETS = ("direct", "proxy", "gateway")  # the order they run in, and are unpacked in
-LABEL = {"direct": "direct (stand-in)", "proxy": "nginx-proxy", "gateway": "gateway"}
+TARGETS = ("direct", "proxy", "passthrough", "gateway")  # the order they run in, and are unpacked in
+LABEL = {"direct": "direct (stand-in)", "proxy": "nginx-proxy",
+         "passthrough": "actix-web + reqwest pass-through", "gateway": "gateway"}
+# Whose CPU each target's runs are: the server wrk talks to.
+SERVER = {"direct": "standin", "proxy": "proxy", "passthrough": "passthrough", "gateway": "gateway"}
 
 
 def _med(values):
@@ -274,12 +277,18 @@ def cmd_report(args):
             "requests": sum(r["wrk"]["requests"] for r in rs),
             "cpu": {
                 role: _med([r["cpu_pct"].get(role, 0.0) for r in rs])
-                for role in ("standin", "proxy", "gateway", "postgres", "wrk", "machine")
+                for role in ("standin", "proxy", "passthrough", "gateway", "postgres", "wrk", "machine")
             },
             "log_bytes_per_req": _med(
                 [r["gw_log_bytes"] / r["wrk"]["requests"] for r in rs if r["wrk"]["requests"]]
             ),
         }
+
+    def cpu_us(s, target):
+        """CPU of the server wrk talked to, per request answered, in µs."""
+        if not s or not s["rps"] or not s["cpu"].get(SERVER[target]):
+            return None
+        return s["cpu"][SERVER[target]] / 100 * 1e6 / s["rps"]
 
     out = []
     p = out.append
@@ -295,7 +304,7 @@ def cmd_report(args):
     p(f"- tools: {meta.get('nginx_version', '?')}, {meta.get('wrk_version', '?')}; "
       f"wrk -t2 --latency, {meta.get('rounds', '?')} round(s) × {meta.get('duration', '?')} s "
       f"per target, {meta.get('warmup', '?')} s warm-up before each, targets interleaved")
-    p("- all three servers, wrk and this script share the same CPUs; CPU% below is of one CPU "
+    p("- every server, wrk and this script share the same CPUs; CPU% below is of one CPU "
       "(200 % = both), machine % is of the whole machine")
     p("")
 
@@ -304,8 +313,9 @@ def cmd_report(args):
         p(f"## {method} c={conc}")
         p("")
         p("| target | req/s (median) | req/s per round | p50 ms | p99 ms | max ms | socket errors | non-2xx "
-          "| CPU% stand-in | CPU% proxy | CPU% gateway " + ("| CPU% PostgreSQL " if pg else "") + "| CPU% wrk | machine % |")
-        p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if pg else "") + "---:|---:|")
+          "| CPU% stand-in | CPU% proxy | CPU% pass-through | CPU% gateway " + ("| CPU% PostgreSQL " if pg else "")
+          + "| CPU% wrk | machine % |")
+        p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if pg else "") + "---:|---:|")
         for t in TARGETS:
             s = summary(method, conc, t)
             if s is None:
@@ -314,13 +324,23 @@ def cmd_report(args):
             p(f"| {LABEL[t]} | {_fmt(s['rps'])} | {', '.join(_fmt(x) for x in s['rounds'])} "
               f"| {_fmt(s['p50_ms'], '.2f')} | {_fmt(s['p99_ms'], '.2f')} | {_fmt(s['max_ms'], '.1f')} "
               f"| {s['sock_err']} | {s['non2xx']} "
-              f"| {_fmt(c['standin'])} | {_fmt(c['proxy'])} | {_fmt(c['gateway'])} "
+              f"| {_fmt(c['standin'])} | {_fmt(c['proxy'])} | {_fmt(c['passthrough'])} | {_fmt(c['gateway'])} "
               + (f"| {_fmt(c['postgres'])} " if pg else "")
               + f"| {_fmt(c['wrk'])} | {_fmt(c['machine'])} |")
-        d, px, g = (summary(method, conc, t) for t in TARGETS)
+        d, px, pt, g = (summary(method, conc, t) for t in TARGETS)
+        p("")
         if g and px and px["rps"]:
-            p("")
             p(f"- gateway / nginx-proxy req/s: **{g['rps'] / px['rps']:.2f}×**")
+        if pt and px and px["rps"]:
+            line = f"- pass-through / nginx-proxy req/s: {pt['rps'] / px['rps']:.2f}× (the stack's ceiling)"
+            if g and pt["rps"]:
+                line += f"; gateway / pass-through: {g['rps'] / pt['rps']:.2f}×"
+            p(line)
+        served = [(LABEL[t], cpu_us(s, t)) for t, s in zip(TARGETS, (d, px, pt, g)) if cpu_us(s, t)]
+        if served:
+            p("- server CPU per request: " + ", ".join(f"{name} {us:.1f} µs" for name, us in served)
+              + (f"; the gateway's own work (above the pass-through) {cpu_us(g, 'gateway') - cpu_us(pt, 'passthrough'):.1f} µs"
+                 if cpu_us(g, "gateway") and cpu_us(pt, "passthrough") else ""))
         if g and d:
             p(f"- gateway p99 − direct p99: **{g['p99_ms'] - d['p99_ms']:+.2f} ms**")
         if g and px:
@@ -377,8 +397,11 @@ def cmd_report(args):
     p("")
     p("| | target | measured |")
     p("|---|---|---|")
+    ceilings = []
     for method in ("POST", "GET"):
-        d, px, g = (summary(method, 64, t) for t in TARGETS)
+        d, px, pt, g = (summary(method, 64, t) for t in TARGETS)
+        if pt and px and px["rps"]:
+            ceilings.append(f"{method} {pt['rps'] / px['rps']:.2f}×")
         if not (g and px and d):
             continue
         tag = "" if method == "POST" else " (GET listing)"
@@ -395,6 +418,11 @@ def cmd_report(args):
     check("1 token call for 1,000 cold requests", token_calls == 1,
           f"{token_calls} call(s), {cold.get('accepted_202', 0)}/1000 × 202")
     p("")
+    if ceilings:
+        p("The stack's ceiling at c=64, actix-web + reqwest passing requests on with none of the gateway's "
+          "work, against nginx-proxy: " + ", ".join(ceilings) + ". A req/s ratio above it is out of "
+          "this stack's reach whatever the gateway does.")
+        p("")
     p(f"Wall time: {meta.get('wall_s', '?')} s (measurement, build excluded: {meta.get('measure_s', '?')} s).")
 
     text = "\n".join(out) + "\n"
