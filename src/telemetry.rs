@@ -349,21 +349,44 @@ fn query_parameter_names(query: &str) -> Option<String> {
 }
 
 /// A span's fields, each value already encoded as JSON text, kept in its extensions so a
-/// line is written by copying them (a short list: a map would allocate a key per field).
+/// line is written by copying them.
 struct SpanFields(Fields);
 
-/// Field names with their JSON-encoded values; a field recorded again replaces its value.
+/// Field names with their JSON-encoded values, the values side by side in one buffer (a
+/// span records a dozen fields: one allocation, not one each); a field recorded again
+/// points at its new value.
 #[derive(Default)]
-struct Fields(Vec<(&'static str, String)>);
+struct Fields {
+    json: String,
+    index: Vec<(&'static str, std::ops::Range<usize>)>,
+}
 
 impl Fields {
-    fn put(&mut self, name: &'static str, encode: impl FnOnce(&mut String)) {
-        let mut json = String::new();
-        encode(&mut json);
-        match self.0.iter_mut().find(|(existing, _)| *existing == name) {
-            Some((_, slot)) => *slot = json,
-            None => self.0.push((name, json)),
+    fn with_capacity(fields: usize) -> Self {
+        Self {
+            json: String::with_capacity(fields * 24),
+            index: Vec::with_capacity(fields),
         }
+    }
+
+    fn put(&mut self, name: &'static str, encode: impl FnOnce(&mut String)) {
+        let start = self.json.len();
+        encode(&mut self.json);
+        let value = start..self.json.len();
+        match self
+            .index
+            .iter_mut()
+            .find(|(existing, _)| *existing == name)
+        {
+            Some((_, slot)) => *slot = value,
+            None => self.index.push((name, value)),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.index
+            .iter()
+            .map(|(name, value)| (*name, &self.json[value.clone()]))
     }
 }
 
@@ -372,27 +395,78 @@ impl Fields {
 fn push_json_str(out: &mut String, value: &str) {
     out.reserve(value.len() + 2);
     out.push('"');
+    push_json_escaped(out, value);
+    out.push('"');
+}
+
+/// Whether JSON needs `byte` escaped inside a string.
+const fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// `value`'s characters as they go between a JSON string's quotes. Nearly every value
+/// (IDs, paths, names) needs nothing escaped: it is checked eight bytes at a time and
+/// copied whole.
+fn push_json_escaped(out: &mut String, value: &str) {
+    let bytes = value.as_bytes();
     let mut clean_from = 0;
-    for (at, byte) in value.bytes().enumerate() {
-        let escaped = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
+    let mut at = 0;
+    while at < bytes.len() {
+        let end = match bytes.get(at..at + 8) {
+            Some(word) if !word_needs_escape(word) => {
+                at += 8;
+                continue;
+            }
+            Some(_) => at + 8,
+            None => bytes.len(),
         };
-        out.push_str(&value[clean_from..at]);
-        if escaped.is_empty() {
-            out.push_str(&format!("\\u{byte:04x}"));
-        } else {
-            out.push_str(escaped);
+        for position in at..end {
+            let byte = bytes[position];
+            if !needs_escape(byte) {
+                continue;
+            }
+            out.push_str(&value[clean_from..position]);
+            match byte {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                b'\n' => out.push_str("\\n"),
+                b'\r' => out.push_str("\\r"),
+                b'\t' => out.push_str("\\t"),
+                _ => {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "\\u{byte:04x}");
+                }
+            }
+            clean_from = position + 1;
         }
-        clean_from = at + 1;
+        at = end;
     }
     out.push_str(&value[clean_from..]);
-    out.push('"');
+}
+
+/// Whether any of eight bytes needs escaping, all at once: a byte below 0x20, or equal to
+/// `"` or `\\` (the usual zero-byte test, `(v - 0x01..) & !v & 0x80..`, exact as a yes/no).
+fn word_needs_escape(word: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let word = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    (below_space
+        | has_zero(word ^ (ONES * u64::from(b'"')))
+        | has_zero(word ^ (ONES * u64::from(b'\\'))))
+        != 0
+}
+
+/// Escapes what is written through it as [`push_json_escaped`] does, so a `Display` or
+/// `Debug` value goes into a line without a `String` of its own first.
+struct JsonEscaping<'a>(&'a mut String);
+
+impl fmt::Write for JsonEscaping<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        push_json_escaped(self.0, text);
+        Ok(())
+    }
 }
 
 /// Records every span's fields (and later `record`s) so lines can be written from them.
@@ -409,7 +483,7 @@ where
         ctx: Context<'_, S>,
     ) {
         if let Some(span) = ctx.span(id) {
-            let mut fields = Fields(Vec::with_capacity(attrs.metadata().fields().len()));
+            let mut fields = Fields::with_capacity(attrs.metadata().fields().len());
             attrs.record(&mut JsonVisitor(&mut fields));
             span.extensions_mut().insert(SpanFields(fields));
         }
@@ -454,8 +528,12 @@ impl Visit for JsonVisitor<'_> {
         self.0.put(field.name(), |out| push_json_str(out, value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let text = format!("{value:?}");
-        self.0.put(field.name(), |out| push_json_str(out, &text));
+        use std::fmt::Write as _;
+        self.0.put(field.name(), |out| {
+            out.push('"');
+            let _ = write!(JsonEscaping(out), "{value:?}");
+            out.push('"');
+        });
     }
 }
 
@@ -488,7 +566,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let metadata = event.metadata();
-        let mut own = Fields(Vec::with_capacity(metadata.fields().len()));
+        let mut own = Fields::with_capacity(metadata.fields().len());
         event.record(&mut JsonVisitor(&mut own));
         let is_access_line = metadata.target() == ACCESS_TARGET;
 
@@ -500,14 +578,14 @@ where
         line.push_str(metadata.level().as_str());
         line.push_str("\",\"target\":");
         push_json_str(&mut line, metadata.target());
-        let mut written: Vec<&str> = Vec::with_capacity(own.0.len() + 24);
+        let mut written: Vec<&str> = Vec::with_capacity(own.index.len() + 24);
         let push = |line: &mut String, name: &'static str, json: &str| {
             line.push(',');
             push_json_str(line, name);
             line.push(':');
             line.push_str(json);
         };
-        for (name, json) in &own.0 {
+        for (name, json) in own.iter() {
             push(&mut line, name, json);
             written.push(name);
         }
@@ -519,12 +597,12 @@ where
                     continue;
                 };
                 let request_span = span.name() == REQUEST_SPAN;
-                for (name, json) in &fields.0 {
+                for (name, json) in fields.iter() {
                     let wanted = !request_span
                         || is_access_line
-                        || *name == "correlation_id"
-                        || *name == "trace_id";
-                    if wanted && !written.contains(name) {
+                        || name == "correlation_id"
+                        || name == "trace_id";
+                    if wanted && !written.contains(&name) {
                         push(&mut line, name, json);
                         written.push(name);
                     }
@@ -638,18 +716,48 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_as_json_requires() {
-        for text in [
+        let mut texts: Vec<String> = [
+            "",
             "plain",
             "quote \" and \\ slash",
             "line\nbreak\ttab\r",
             "bell \u{7} nul \u{0}",
             "ünï ✓",
-        ] {
+        ]
+        .map(String::from)
+        .into();
+        // Checked 16 bytes at a time: escapes on either side of a chunk's edge, in a
+        // chunk of their own, and after many clean chunks.
+        for at in [0, 1, 14, 15, 16, 17, 31, 32, 33, 47, 64] {
+            for escaped in ['"', '\\', '\n', '\u{1f}', '\u{0}'] {
+                let mut text = "x".repeat(at);
+                text.push(escaped);
+                text.push_str(&"é".repeat(20));
+                text.push(escaped);
+                texts.push(text);
+            }
+        }
+        texts.push("\"".repeat(40));
+        for text in &texts {
             let mut out = String::new();
             push_json_str(&mut out, text);
-            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), text, "{out}");
+            assert_eq!(
+                &serde_json::from_str::<String>(&out).unwrap(),
+                text,
+                "{out}"
+            );
             assert_eq!(out, serde_json::to_string(text).unwrap());
         }
+    }
+
+    /// A `Display` or `Debug` value is escaped as it is written, not formatted first.
+    #[test]
+    fn formatted_values_are_escaped_on_the_way_in() {
+        use std::fmt::Write as _;
+        let (quoted, tab) = ("say \"hi\"\n", "tab\t");
+        let mut out = String::from("[");
+        write!(JsonEscaping(&mut out), "{quoted} and {tab:?}").unwrap();
+        assert_eq!(out, r#"[say \"hi\"\n and \"tab\\t\""#);
     }
 
     #[test]

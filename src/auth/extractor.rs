@@ -31,15 +31,15 @@ impl FromRequest for Caller {
             }
             // Reported once, on the request's access line (and counted), not logged here.
             .map_err(|e| ApiError::new(e, correlation_id))?;
+            // One call to the subscriber for the four (an absent one stays empty).
             let span = tracing::Span::current();
-            span.record("caller", &*caller.subject);
-            span.record("caller_issuer", &*caller.issuer);
-            if let Some(app) = &caller.app_id {
-                span.record("caller_app", &**app);
-            }
-            if let Some(name) = &caller.name {
-                span.record("caller_name", &**name);
-            }
+            tracing::record_all!(
+                span,
+                caller = &*caller.subject,
+                caller_issuer = &*caller.issuer,
+                caller_app = caller.app_id.as_deref(),
+                caller_name = caller.name.as_deref()
+            );
             // For the audit record, written after the handler.
             request.extensions_mut().insert(caller.clone());
             if let Some(limiter) = limiter {

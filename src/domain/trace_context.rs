@@ -18,6 +18,15 @@ pub struct TraceContext {
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 
+/// `value`'s last `digits` hex digits, lowercase and zero-padded, as Trace Context writes its
+/// IDs (every request writes two: `{:032x}` went through the formatting machinery each time).
+fn push_hex(out: &mut String, value: u128, digits: u32) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for nibble in (0..digits).rev() {
+        out.push(char::from(DIGITS[((value >> (nibble * 4)) & 0xf) as usize]));
+    }
+}
+
 impl TraceContext {
     /// Continues `traceparent` when it is valid (version 00, or a later version read as
     /// 00 as the spec asks); otherwise starts a new, sampled trace and drops `tracestate`.
@@ -46,7 +55,9 @@ impl TraceContext {
     }
 
     pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        let mut hex = String::with_capacity(32);
+        push_hex(&mut hex, self.trace_id, 32);
+        hex
     }
 
     /// Whether the trace continues one the caller sent.
@@ -62,10 +73,14 @@ impl TraceContext {
                 break candidate;
             }
         };
-        format!(
-            "00-{:032x}-{span_id:016x}-{:02x}",
-            self.trace_id, self.flags
-        )
+        let mut traceparent = String::with_capacity(55);
+        traceparent.push_str("00-");
+        push_hex(&mut traceparent, self.trace_id, 32);
+        traceparent.push('-');
+        push_hex(&mut traceparent, u128::from(span_id), 16);
+        traceparent.push('-');
+        push_hex(&mut traceparent, u128::from(self.flags), 2);
+        traceparent
     }
 
     pub fn tracestate(&self) -> Option<&str> {
@@ -169,6 +184,21 @@ mod tests {
             );
             assert_ne!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         }
+    }
+
+    /// Zero-padded and lowercase, leading zeros kept, as the spec spells IDs.
+    #[test]
+    fn ids_are_written_as_the_spec_spells_them() {
+        let small = "00-00000000000000000000000000000abc-0000000000000001-00";
+        let trace = TraceContext::from_headers(Some(small), None);
+        assert_eq!(trace.trace_id_hex(), "00000000000000000000000000000abc");
+        let child = trace.child_traceparent();
+        let (trace_id, span_id, flags) = parse_traceparent(&child).expect("a valid traceparent");
+        assert_eq!((trace_id, flags), (0xabc, 0));
+        assert_eq!(
+            child,
+            format!("00-{trace_id:032x}-{span_id:016x}-{flags:02x}")
+        );
     }
 
     #[test]
