@@ -551,6 +551,81 @@ def functions_seen(faults_path, maps_path, binary, functions):
     return order
 
 
+# ----------------------------------------------------------------------------- instructions
+# Where a request's user-space instructions go, by library: the first pattern a function's
+# name matches. Inlining (fat LTO) puts a callee's instructions in its caller, so the groups
+# are approximate at their edges; the functions below them are exact.
+INSTRUCTION_GROUPS = [
+    ("SQLite", r"^(sqlite3|wal|pager|btree|vdbe|pcache|unix|balance|fillInCell|insertCell|"
+               r"getAndInitPage|moveToChild|releasePage|dropCell|allocateSpace|defragmentPage)"
+               r"|rusqlite|libsqlite3"),
+    ("TLS/crypto (aws-lc: callgrind's CPU has no SHA-NI)", r"aws_lc|sha256|rustls"),
+    ("tracing (spans, log lines)", r"tracing_subscriber|tracing_core|tracing::|sharded_slab|thread_local|"
+                                   r"tracing_actix_web|telemetry::|opentelemetry|Instrumented|tracing_appender"),
+    ("actix-web / actix-http", r"actix"),
+    ("reqwest / hyper / tower", r"reqwest|hyper|tower|h2::|http_body"),
+    ("http (headers) / httparse", r"\bhttp::|httparse"),
+    ("url", r"\burl::|idna"),
+    ("routing regexes", r"regex"),
+    ("allocator (jemalloc)", r"malloc|sdallocx|rallocx|_rjem|\bfree\b|realloc|calloc|jemalloc"),
+    ("memset (rep stosb: one instruction a byte here)", r"memset"),
+    ("memcpy / memcmp / memchr", r"mem(move|cpy|cmp|chr|rchr)|strlen"),
+    ("tokio / mio", r"tokio|mio::"),
+    ("formatting (core::fmt)", r"core::fmt|alloc::fmt|as core::fmt::|LowerHex|pad_integral"),
+    ("hashing", r"hash|Hasher|sip"),
+    ("serde / JSON", r"serde"),
+    ("metrics (prometheus-client)", r"prometheus|metrics::"),
+    ("moka (caches)", r"moka"),
+    ("bytes / futures", r"bytes::|futures"),
+    ("partner-gateway's own functions", r"partner_gateway"),
+    ("other C code (SQLite's static functions, glibc: pthread, syscall wrappers)",
+     r"^[A-Za-z_][A-Za-z0-9_]*(@@GLIBC[0-9_.]+)?(\.(part|isra|constprop)\.[0-9]+)*$"),
+]
+
+
+def cmd_instructions(args):
+    """Instructions per request from a callgrind profile, by group and by function."""
+    import re
+
+    annotate = subprocess.run(["callgrind_annotate", "--threshold=100", args.callgrind],
+                              capture_output=True, text=True, check=True).stdout
+    line_re = re.compile(r"\s*([0-9,]+) \(\s*[0-9.]+%\)\s+(?:\S*?:)?(.*?)(?: \[[^]]*\])?$")
+    total, functions = 0, []
+    for line in annotate.splitlines():
+        m = line_re.match(line)
+        if not m:
+            continue
+        ir = int(m.group(1).replace(",", ""))
+        if "PROGRAM TOTALS" in line:
+            total = ir
+            continue
+        functions.append((ir, m.group(2)))
+    n = max(args.requests, 1)
+    groups = {name: 0 for name, _ in INSTRUCTION_GROUPS}
+    other = 0
+    compiled = [(name, re.compile(pattern)) for name, pattern in INSTRUCTION_GROUPS]
+    for ir, name in functions:
+        for group, pattern in compiled:
+            if pattern.search(name):
+                groups[group] += ir
+                break
+        else:
+            other += ir
+    out = [f"# User-space instructions per request ({args.label}), callgrind", "",
+           f"{total:,} instructions for {args.requests:,} requests: **{total / n:,.0f} per request**", "",
+           "| instructions per request | where (first match of the function's name) |", "|---:|---|"]
+    for group, ir in sorted(groups.items(), key=lambda kv: -kv[1]):
+        out.append(f"| {ir / n:,.0f} | {group} |")
+    out.append(f"| {other / n:,.0f} | everything else |")
+    out += ["", "Costliest functions (their own instructions, per request):", ""]
+    for ir, name in sorted(functions, reverse=True)[:40]:
+        out.append(f"{ir / n:10,.0f}  {name[:160]}")
+    text = "\n".join(out) + "\n"
+    with open(args.out, "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+
+
 def cmd_symbols(args):
     executed = executed_symbols(args.callgrind, "/" + os.path.basename(args.binary))
     # Only names the binary has (callgrind also names code it found no symbol for).
@@ -620,6 +695,13 @@ def main():
     s = sub.add_parser("faultmap")
     s.add_argument("maps")
     s.set_defaults(func=cmd_faultmap)
+
+    s = sub.add_parser("instructions")
+    s.add_argument("--callgrind", required=True)
+    s.add_argument("--requests", type=int, required=True, help="requests answered while counting")
+    s.add_argument("--label", default="", help="the load, for the heading")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_instructions)
 
     s = sub.add_parser("symbols")
     s.add_argument("--callgrind", required=True)

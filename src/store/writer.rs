@@ -9,8 +9,8 @@
 //! every write queued before them, so a caller still reads what it was answered.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -396,13 +396,14 @@ fn commit<'a>(
 /// The statements the pool's path runs for the same write (they are shared), here with the
 /// arguments numbered the way SQLite reads them.
 fn apply(db: &Connection, write: &Write, now: i64) -> rusqlite::Result<()> {
+    let sql = &*STATEMENTS;
     match write {
         Write::Submitted {
             request,
             first_poll_ms,
         } => {
             let id = request.id.to_string();
-            prepare(db, INSERT_REQUEST)?.execute(params![
+            db.prepare_cached(&sql.insert_request)?.execute(params![
                 id,
                 request.caller_issuer,
                 request.caller_subject,
@@ -416,8 +417,13 @@ fn apply(db: &Connection, write: &Write, now: i64) -> rusqlite::Result<()> {
                 request.correlation_id,
                 now,
             ])?;
-            prepare(db, INSERT_EVENT)?.execute(params![id, "Submitted", None::<&str>, now])?;
-            prepare(db, &SCHEDULE_CUSTOMER)?.execute(params![
+            db.prepare_cached(&sql.insert_event)?.execute(params![
+                id,
+                "Submitted",
+                None::<&str>,
+                now
+            ])?;
+            db.prepare_cached(&sql.schedule_customer)?.execute(params![
                 request.customer_id,
                 first_poll_ms,
                 now
@@ -430,7 +436,7 @@ fn apply(db: &Connection, write: &Write, now: i64) -> rusqlite::Result<()> {
         } => {
             let id = id.to_string();
             let status = outcome.status.as_str();
-            let settled = prepare(db, SETTLE_REQUEST)?.execute(params![
+            let settled = db.prepare_cached(&sql.settle_request)?.execute(params![
                 status,
                 outcome.reason,
                 outcome.http_status,
@@ -441,10 +447,18 @@ fn apply(db: &Connection, write: &Write, now: i64) -> rusqlite::Result<()> {
                 // A poll got there first: it knows at least as much, and has told it.
                 return Ok(());
             }
-            prepare(db, INSERT_EVENT)?.execute(params![id, status, outcome.reason, now])?;
+            db.prepare_cached(&sql.insert_event)?.execute(params![
+                id,
+                status,
+                outcome.reason,
+                now
+            ])?;
             if let Some((event_type, payload)) = notification {
-                let app: String = prepare(db, CALLER_APP)?.query_row([&id], |row| row.get(0))?;
-                let subscriptions = prepare(db, SUBSCRIBED_EVENTS)?
+                let app: String = db
+                    .prepare_cached(&sql.caller_app)?
+                    .query_row([&id], |row| row.get(0))?;
+                let subscriptions = db
+                    .prepare_cached(&sql.subscribed_events)?
                     .query_map([&app], |row| {
                         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
                     })?
@@ -453,7 +467,7 @@ fn apply(db: &Connection, write: &Write, now: i64) -> rusqlite::Result<()> {
                     .iter()
                     .filter(|(_, events)| subscribes(events, event_type))
                 {
-                    prepare(db, INSERT_DELIVERY)?.execute(params![
+                    db.prepare_cached(&sql.insert_delivery)?.execute(params![
                         delivery_id(),
                         subscription,
                         app,
@@ -471,13 +485,32 @@ fn apply(db: &Connection, write: &Write, now: i64) -> rusqlite::Result<()> {
 
 /// The shared statements number their arguments `$n`, as PostgreSQL does (and sqlx's SQLite
 /// driver reads them so); SQLite itself takes `$n` for a name, numbered by first appearance,
-/// and `?n` for the number n. The connection's cache keeps each prepared.
-fn prepare<'db>(
-    db: &'db Connection,
-    sql: &str,
-) -> rusqlite::Result<rusqlite::CachedStatement<'db>> {
-    db.prepare_cached(&sql.replace('$', "?"))
+/// and `?n` for the number n.
+fn renumbered(sql: &str) -> String {
+    sql.replace('$', "?")
 }
+
+/// The writer's statements as SQLite numbers their arguments, renumbered once (not on every
+/// write); the connection's cache keeps each prepared.
+struct Statements {
+    insert_request: String,
+    insert_event: String,
+    schedule_customer: String,
+    settle_request: String,
+    caller_app: String,
+    subscribed_events: String,
+    insert_delivery: String,
+}
+
+static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
+    insert_request: renumbered(INSERT_REQUEST),
+    insert_event: renumbered(INSERT_EVENT),
+    schedule_customer: renumbered(&SCHEDULE_CUSTOMER),
+    settle_request: renumbered(SETTLE_REQUEST),
+    caller_app: renumbered(CALLER_APP),
+    subscribed_events: renumbered(SUBSCRIBED_EVENTS),
+    insert_delivery: renumbered(INSERT_DELIVERY),
+});
 
 #[cfg(test)]
 mod tests {
@@ -631,7 +664,8 @@ mod tests {
     #[test]
     fn arguments_keep_their_numbers_whatever_their_order() {
         let db = rusqlite::Connection::open_in_memory().unwrap();
-        let (a, b): (i64, i64) = super::prepare(&db, "SELECT $2 - $1, $1")
+        let (a, b): (i64, i64) = db
+            .prepare(&super::renumbered("SELECT $2 - $1, $1"))
             .unwrap()
             .query_row([10, 3], |row| Ok((row.get(0)?, row.get(1)?)))
             .unwrap();
