@@ -22,6 +22,7 @@ import bisect
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -336,11 +337,14 @@ def cmd_report(args):
             if g and pt["rps"]:
                 line += f"; gateway / pass-through: {g['rps'] / pt['rps']:.2f}×"
             p(line)
-        served = [(LABEL[t], cpu_us(s, t)) for t, s in zip(TARGETS, (d, px, pt, g)) if cpu_us(s, t)]
-        if served:
-            p("- server CPU per request: " + ", ".join(f"{name} {us:.1f} µs" for name, us in served)
-              + (f"; the gateway's own work (above the pass-through) {cpu_us(g, 'gateway') - cpu_us(pt, 'passthrough'):.1f} µs"
-                 if cpu_us(g, "gateway") and cpu_us(pt, "passthrough") else ""))
+        served = {t: cpu_us(s, t) for t, s in zip(TARGETS, (d, px, pt, g))}
+        if any(served.values()):
+            line = "- server CPU per request: " + ", ".join(
+                f"{LABEL[t]} {us:.1f} µs" for t, us in served.items() if us)
+            if served["gateway"] and served["passthrough"]:
+                line += (f"; the gateway's own work (above the pass-through) "
+                         f"{served['gateway'] - served['passthrough']:.1f} µs")
+            p(line)
         if g and d:
             p(f"- gateway p99 − direct p99: **{g['p99_ms'] - d['p99_ms']:+.2f} ms**")
         if g and px:
@@ -585,8 +589,8 @@ INSTRUCTION_GROUPS = [
 
 def cmd_instructions(args):
     """Instructions per request from a callgrind profile, by group and by function."""
-    import re
-
+    requests = next(json.loads(line.split(" ", 1)[1]) for line in open(args.wrk)
+                    if line.startswith("BENCH_JSON "))["requests"]
     annotate = subprocess.run(["callgrind_annotate", "--threshold=100", args.callgrind],
                               capture_output=True, text=True, check=True).stdout
     line_re = re.compile(r"\s*([0-9,]+) \(\s*[0-9.]+%\)\s+(?:\S*?:)?(.*?)(?: \[[^]]*\])?$")
@@ -600,7 +604,7 @@ def cmd_instructions(args):
             total = ir
             continue
         functions.append((ir, m.group(2)))
-    n = max(args.requests, 1)
+    n = max(requests, 1)
     groups = {name: 0 for name, _ in INSTRUCTION_GROUPS}
     other = 0
     compiled = [(name, re.compile(pattern)) for name, pattern in INSTRUCTION_GROUPS]
@@ -612,7 +616,7 @@ def cmd_instructions(args):
         else:
             other += ir
     out = [f"# User-space instructions per request ({args.label}), callgrind", "",
-           f"{total:,} instructions for {args.requests:,} requests: **{total / n:,.0f} per request**", "",
+           f"{total:,} instructions for {requests:,} requests: **{total / n:,.0f} per request**", "",
            "| instructions per request | where (first match of the function's name) |", "|---:|---|"]
     for group, ir in sorted(groups.items(), key=lambda kv: -kv[1]):
         out.append(f"| {ir / n:,.0f} | {group} |")
@@ -698,7 +702,7 @@ def main():
 
     s = sub.add_parser("instructions")
     s.add_argument("--callgrind", required=True)
-    s.add_argument("--requests", type=int, required=True, help="requests answered while counting")
+    s.add_argument("--wrk", required=True, help="wrk's output for the load counted (its BENCH_JSON line)")
     s.add_argument("--label", default="", help="the load, for the heading")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_instructions)

@@ -6,39 +6,27 @@
 //! `cargo run --release --example passthrough -- 127.0.0.1:8081 http://127.0.0.1:8082`
 //! listens on the first address and passes every request to the second (plain HTTP).
 
-use std::cell::OnceCell;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use partner_gateway::partner_center::PerThreadClient;
 
-thread_local! {
-    /// One client per actix worker, as the gateway has, so connections stay on their thread.
-    static CLIENT: OnceCell<reqwest::Client> = const { OnceCell::new() };
-}
-
-fn client() -> reqwest::Client {
-    CLIENT.with(|cell| {
-        cell.get_or_init(|| {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("a plain HTTP client builds")
-        })
-        .clone()
-    })
+/// Where requests go, and the client for it: one per actix worker, as the gateway has.
+struct Upstream {
+    base_url: String,
+    clients: PerThreadClient,
 }
 
 async fn pass_on(
     request: HttpRequest,
     body: web::Bytes,
-    upstream: web::Data<String>,
+    upstream: web::Data<Upstream>,
 ) -> HttpResponse {
     let Ok(method) = reqwest::Method::from_bytes(request.method().as_str().as_bytes()) else {
         return HttpResponse::MethodNotAllowed().finish();
     };
-    let url = format!("{}{}", upstream.get_ref(), request.uri());
-    let mut outgoing = client().request(method, url);
+    let url = format!("{}{}", upstream.base_url, request.uri());
+    let mut outgoing = upstream.clients.get().request(method, url);
     if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
         outgoing = outgoing.header(reqwest::header::CONTENT_TYPE, content_type.as_bytes());
     }
@@ -64,7 +52,15 @@ fn main() -> std::io::Result<()> {
         eprintln!("usage: passthrough LISTEN_ADDRESS UPSTREAM_URL");
         std::process::exit(2);
     };
-    let upstream = web::Data::new(upstream.trim_end_matches('/').to_owned());
+    let build = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+    };
+    let upstream = web::Data::new(Upstream {
+        base_url: upstream.trim_end_matches('/').to_owned(),
+        clients: PerThreadClient::new(build().expect("a plain HTTP client builds"), build),
+    });
     actix_web::rt::System::new().block_on(async move {
         HttpServer::new(move || {
             App::new()

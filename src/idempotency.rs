@@ -13,7 +13,7 @@ use actix_web::web::Bytes;
 use aws_lc_rs::digest::{SHA256, digest};
 
 use crate::auth::Caller;
-use crate::domain::IdempotencyKey;
+use crate::domain::{IdempotencyKey, hex};
 use crate::error::PROBLEM_JSON;
 use crate::store::{IdempotencyRecord, Store, StoreError};
 
@@ -201,8 +201,4 @@ impl Drop for InFlight {
             });
         }
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

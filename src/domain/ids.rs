@@ -2,6 +2,23 @@ use std::fmt;
 
 use uuid::Uuid;
 
+/// `bytes` as lowercase hex, two digits a byte: digests, fingerprints and Trace Context's IDs.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// [`hex`] onto the end of `out`, from a table (every request writes two trace IDs, which
+/// `format!` per byte or `{:032x}` took the formatting machinery for).
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+}
+
 /// Ties together every log line and upstream call of one caller request
 /// (sent upstream as `MS-CorrelationId`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

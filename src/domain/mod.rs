@@ -13,6 +13,7 @@ pub use customer_id::CustomerId;
 pub use field_error::{FieldError, FieldErrors};
 pub use idempotency_key::{IDEMPOTENCY_KEY_HEADER, IdempotencyKey};
 pub use ids::{CorrelationId, RequestId};
+pub(crate) use ids::{hex, push_hex};
 pub use qualification::{EducationSegment, Qualification, SettableQualification, VettingStatus};
 pub use qualification_request::{QualificationRequest, QualificationRequestBody, ValidationCode};
 pub use qualification_status::{PartnerValidationCode, QualificationStatus};

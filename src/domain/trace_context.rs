@@ -2,6 +2,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::{hex, push_hex};
+
 /// W3C Trace Context (`traceparent`, `tracestate`): a caller's trace is continued, so the
 /// gateway's log lines and its calls to Partner Center join the caller's distributed trace;
 /// a request without a valid `traceparent` starts a new trace.
@@ -17,15 +19,6 @@ pub struct TraceContext {
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
-
-/// `value`'s last `digits` hex digits, lowercase and zero-padded, as Trace Context writes its
-/// IDs (every request writes two: `{:032x}` went through the formatting machinery each time).
-fn push_hex(out: &mut String, value: u128, digits: u32) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for nibble in (0..digits).rev() {
-        out.push(char::from(DIGITS[((value >> (nibble * 4)) & 0xf) as usize]));
-    }
-}
 
 impl TraceContext {
     /// Continues `traceparent` when it is valid (version 00, or a later version read as
@@ -55,9 +48,7 @@ impl TraceContext {
     }
 
     pub fn trace_id_hex(&self) -> String {
-        let mut hex = String::with_capacity(32);
-        push_hex(&mut hex, self.trace_id, 32);
-        hex
+        hex(&self.trace_id.to_be_bytes())
     }
 
     /// Whether the trace continues one the caller sent.
@@ -75,11 +66,11 @@ impl TraceContext {
         };
         let mut traceparent = String::with_capacity(55);
         traceparent.push_str("00-");
-        push_hex(&mut traceparent, self.trace_id, 32);
+        push_hex(&mut traceparent, &self.trace_id.to_be_bytes());
         traceparent.push('-');
-        push_hex(&mut traceparent, u128::from(span_id), 16);
+        push_hex(&mut traceparent, &span_id.to_be_bytes());
         traceparent.push('-');
-        push_hex(&mut traceparent, u128::from(self.flags), 2);
+        push_hex(&mut traceparent, &[self.flags]);
         traceparent
     }
 

@@ -449,7 +449,7 @@ fn fingerprint(token: Option<&SecretString>) -> String {
     token
         .filter(|t| !t.expose_secret().trim().is_empty())
         .map(|t| {
-            crate::idempotency::hex(
+            crate::domain::hex(
                 aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.expose_secret().as_bytes())
                     .as_ref(),
             )
